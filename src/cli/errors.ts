@@ -1,0 +1,41 @@
+/** Turns any error into the one line the user sees: what went wrong and what to do. */
+import { DigestMismatchError } from '../store/content.ts';
+import { LockTimeoutError } from '../store/locks.ts';
+import { RecordError } from '../store/record.ts';
+import { PublishError } from '../publish/publisher.ts';
+import { SourceError } from '../publish/source.ts';
+
+export function describeError(error: unknown, dataDir: string): string {
+  if (
+    error instanceof PublishError ||
+    error instanceof SourceError ||
+    error instanceof DigestMismatchError ||
+    error instanceof RecordError
+  ) {
+    return error.message;
+  }
+  if (error instanceof LockTimeoutError)
+    return `${error.message}; try again when the other derrick command has finished`;
+  const errno = error as NodeJS.ErrnoException;
+  const where = errno.path ?? dataDir;
+  switch (errno.code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return `no space left on the device while writing ${where}; free some space (derrick gc frees unreferenced content) and publish again — the tree is unchanged`;
+    case 'EROFS':
+      return `cannot write to ${where}: the file system is read-only; publish into a writable --data-dir`;
+    case 'EACCES':
+    case 'EPERM':
+      return `cannot write to ${where}: permission denied; check the owner and mode of --data-dir`;
+    case 'ENOENT':
+      return `${where} does not exist`;
+    case 'ENOTDIR':
+      return `${where}: a path component is not a directory`;
+    case 'EMFILE':
+    case 'ENFILE':
+      return 'too many open files; raise the limit (ulimit -n) and try again';
+    default:
+      break;
+  }
+  return `unexpected error: ${error instanceof Error ? error.message : String(error)}`;
+}

@@ -1,0 +1,283 @@
+/**
+ * The derrick command line. The only place that prints to a terminal or sets the exit status.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { splitNameAndTag } from '../oci/names.ts';
+import { openSource } from '../publish/open-source.ts';
+import { gc } from '../publish/gc.ts';
+import { migrate } from '../publish/migrate.ts';
+import { silentProgress, type Progress } from '../publish/progress.ts';
+import { publish, PublishError, type Destination } from '../publish/publisher.ts';
+import { parseUnpublishTarget, unpublish } from '../publish/unpublish.ts';
+import { verifyTree } from '../publish/verify.ts';
+import { Tree } from '../store/tree.ts';
+import { describeError } from './errors.ts';
+import { formatBytes, lineProgress, terminalProgress } from './progress.ts';
+
+const DEFAULT_DATA_DIR = './data';
+
+function seconds(value: string): number {
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed < 0)
+    throw new InvalidArgumentError('expected a number of seconds ≥ 0');
+  return parsed;
+}
+
+function dataDirOption(): Option {
+  return new Option('--data-dir <dir>', 'the published tree')
+    .env('DERRICK_DATA_DIR')
+    .default(DEFAULT_DATA_DIR);
+}
+
+function out(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+function pickProgress(json: boolean, quiet: boolean): Progress {
+  if (json || quiet) return silentProgress;
+  return process.stderr.isTTY ? terminalProgress(process.stderr) : lineProgress(process.stderr);
+}
+
+/** Runs an action; any error becomes one line on stderr and exit status 1. */
+function run<T extends unknown[]>(action: (...args: T) => Promise<number | undefined>) {
+  return async (...args: T): Promise<void> => {
+    const command = args[args.length - 1] as Command;
+    const dataDir = command.opts<{ dataDir?: string }>().dataDir ?? DEFAULT_DATA_DIR;
+    try {
+      process.exitCode = (await action(...args)) ?? 0;
+    } catch (error) {
+      process.stderr.write(`derrick: ${describeError(error, dataDir)}\n`);
+      if (process.env.DERRICK_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
+      process.exitCode = 1;
+    }
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('derrick')
+    .description('A database-free container registry: publish images as files, serve them to any client.')
+    .version('0.1.0')
+    .showHelpAfterError('(run derrick help <command> for its options)');
+  program.exitOverride();
+
+  program
+    .command('publish')
+    .description('publish an image into the published tree, atomically')
+    .argument('<source>', 'oci:<dir>[:<ref>], docker-archive:<file>[:<name:tag>|:@<n>] or dir:<dir>')
+    .argument('<name[:tag]...>', 'repository and tags to publish as (tag defaults to latest)')
+    .addOption(dataDirOption())
+    .option('--all-tags', 'publish every image the source names, each under its own name as the tag')
+    .option(
+      '--base-url <url>',
+      'where this repository’s v2/web directory will be served from (a CDN or nginx)',
+    )
+    .option('--protected', 'never serve this repository to anonymous clients')
+    .option('--lock-timeout <seconds>', 'how long to wait for other publishers or gc', seconds, 600)
+    .option('--json', 'print the result as JSON on stdout (no progress)')
+    .option('-q, --quiet', 'print nothing but errors')
+    .action(
+      run(async (sourceSpec: string, targets: string[], opts: Record<string, unknown>) => {
+        const tree = new Tree(String(opts.dataDir));
+        const byName = new Map<string, string[]>();
+        for (const target of targets) {
+          if (target.includes('@'))
+            throw new PublishError(`"${target}": publish to <name>[:<tag>], not to a digest`);
+          const { name, tag } = splitNameAndTag(target);
+          byName.set(name, [...(byName.get(name) ?? []), ...(tag === undefined ? [] : [tag])]);
+        }
+        const destinations: Destination[] = [...byName].map(([name, tags]) => ({ name, tags }));
+        const baseUrl = typeof opts.baseUrl === 'string' ? opts.baseUrl : undefined;
+        if (baseUrl !== undefined && !/^https?:\/\/[^/\s]+/.test(baseUrl)) {
+          throw new PublishError(`--base-url "${baseUrl}" is not an http(s) URL`);
+        }
+        const json = opts.json === true;
+        const progress = pickProgress(json, opts.quiet === true);
+        const result = await publish({
+          tree,
+          openSource: () => openSource(sourceSpec, tree.layout, (count) => progress.bytes(count)),
+          destinations,
+          allTags: opts.allTags === true,
+          baseUrl,
+          protected: opts.protected === true ? true : undefined,
+          lockTimeoutMs: Number(opts.lockTimeout) * 1000,
+          progress,
+        });
+        if (json) out(JSON.stringify(result, null, 2));
+        else if (opts.quiet !== true) {
+          for (const repository of result.repositories) {
+            for (const [tag, digest] of Object.entries(repository.tags))
+              out(`published ${repository.name}:${tag} ${digest}`);
+            for (const digest of repository.untagged) out(`published ${repository.name}@${digest}`);
+          }
+          out(
+            `${result.manifests} manifest(s); ${result.blobsCopied} blob(s) copied (${formatBytes(result.bytesCopied)}), ${result.blobsReused} already present`,
+          );
+          for (const digest of result.foreignLayers)
+            out(
+              `note: non-distributable layer ${digest} is not in the source; clients fetch it from its urls`,
+            );
+        }
+        return 0;
+      }),
+    );
+
+  program
+    .command('unpublish')
+    .description('remove a repository, a tag, or a manifest (content goes at the next gc)')
+    .argument('<name[:tag|@digest]>')
+    .addOption(dataDirOption())
+    .option(
+      '--lock-timeout <seconds>',
+      'how long to wait for a publisher of the same repository',
+      seconds,
+      600,
+    )
+    .action(
+      run(async (spec: string, opts: Record<string, unknown>) => {
+        const tree = new Tree(String(opts.dataDir));
+        const result = await unpublish(tree, parseUnpublishTarget(spec), Number(opts.lockTimeout) * 1000);
+        out(
+          `unpublished ${spec}${result.repositoryRemoved && result.removed !== 'repository' ? ` (no tags left: ${result.name} removed)` : ''}`,
+        );
+        return 0;
+      }),
+    );
+
+  program
+    .command('gc')
+    .description('delete content that no record references')
+    .addOption(dataDirOption())
+    .option('--dry-run', 'report what would be deleted and the bytes it would free')
+    .option('--wait <seconds>', 'how long to wait for running publishers', seconds, 600)
+    .option('--json', 'print the result as JSON')
+    .action(
+      run(async (opts: Record<string, unknown>) => {
+        const tree = new Tree(String(opts.dataDir));
+        const result = await gc(tree, {
+          dryRun: opts.dryRun === true,
+          waitMs: Number(opts.wait) * 1000,
+          onWait: () => process.stderr.write('waiting for running publishers to finish\n'),
+        });
+        if (opts.json === true) out(JSON.stringify(result, null, 2));
+        else {
+          const verb = result.dryRun ? 'would free' : 'freed';
+          out(
+            `${verb} ${formatBytes(result.bytes)} (${result.bytes} bytes): ${result.contentFiles} content file(s), ${result.links} link(s), ${result.stagingFiles} staging file(s)`,
+          );
+        }
+        return 0;
+      }),
+    );
+
+  program
+    .command('verify')
+    .description('check every record and the content it references; exit 1 on any problem')
+    .argument('[prefix]', 'only repositories under this name')
+    .addOption(dataDirOption())
+    .option('--no-hash', 'check presence and sizes only, not digests')
+    .option('--json', 'print the result as JSON')
+    .action(
+      run(async (prefix: string | undefined, opts: Record<string, unknown>) => {
+        const tree = new Tree(String(opts.dataDir));
+        const result = await verifyTree(tree, {
+          hash: opts.hash !== false,
+          ...(prefix === undefined ? {} : { prefix }),
+        });
+        if (opts.json === true) out(JSON.stringify(result, null, 2));
+        else {
+          for (const { repository, problem } of result.problems) out(`${repository}: ${problem}`);
+          out(
+            `${result.repositories} repositories, ${result.files} files checked: ${result.problems.length === 0 ? 'no problems' : `${result.problems.length} problem(s)`}`,
+          );
+        }
+        return result.problems.length === 0 ? 0 : 1;
+      }),
+    );
+
+  program
+    .command('ls')
+    .description('list repositories and their tags')
+    .argument('[prefix]', 'only repositories under this name')
+    .addOption(dataDirOption())
+    .option('--json', 'print the result as JSON')
+    .action(
+      run(async (prefix: string | undefined, opts: Record<string, unknown>) => {
+        const tree = new Tree(String(opts.dataDir));
+        const listing = [];
+        let problems = 0;
+        for await (const item of tree.walkRecords(prefix)) {
+          if (item.error) {
+            problems++;
+            process.stderr.write(`derrick: ${item.error.message}\n`);
+            continue;
+          }
+          const repository = item.repository;
+          if (!repository) continue;
+          listing.push({
+            name: repository.name,
+            format: repository.format,
+            tags: Object.fromEntries(repository.tags),
+            ...(repository.pulp ? { url: repository.pulp.url, pulpVersion: repository.pulp.version } : {}),
+          });
+        }
+        if (opts.json === true) out(JSON.stringify(listing, null, 2));
+        else {
+          for (const entry of listing) {
+            const tags = Object.keys(entry.tags);
+            const detail =
+              entry.format === 'pulp2'
+                ? `(Pulp 2 v${entry.pulpVersion ?? '?'} record → ${entry.url ?? ''})`
+                : tags.join(' ') || '(no tags)';
+            out(`${entry.name}\t${detail}`);
+          }
+        }
+        return problems === 0 ? 0 : 1;
+      }),
+    );
+
+  program
+    .command('migrate')
+    .description(
+      'lay Pulp 2 records (named by repository id) out by repository name, without copying content',
+    )
+    .argument('<pulp-dir>', 'a Pulp 2 published directory (with v2/app/*.json) or the app directory itself')
+    .addOption(dataDirOption())
+    .option('--dry-run', 'report what would be done')
+    .option('--json', 'print the result as JSON')
+    .action(
+      run(async (pulpDir: string, opts: Record<string, unknown>) => {
+        const tree = new Tree(String(opts.dataDir));
+        const result = await migrate(tree, pulpDir, { dryRun: opts.dryRun === true, lockTimeoutMs: 600_000 });
+        if (opts.json === true) out(JSON.stringify(result, null, 2));
+        else {
+          const verb = opts.dryRun === true ? 'would migrate' : 'migrated';
+          for (const { file, name } of result.migrated) out(`${verb} ${file} → ${name}`);
+          for (const { file, name } of result.unchanged) out(`unchanged ${file} → ${name}`);
+          for (const { name, files, reason } of result.conflicts)
+            out(`conflict ${name}: ${reason}: ${files.join(', ')}`);
+          for (const { file, reason } of result.invalid) out(`invalid ${file}: ${reason}`);
+          out(
+            `${result.migrated.length} migrated, ${result.unchanged.length} unchanged, ${result.conflicts.length} conflict(s), ${result.invalid.length} invalid`,
+          );
+        }
+        return result.conflicts.length === 0 && result.invalid.length === 0 ? 0 : 1;
+      }),
+    );
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      process.exitCode = error.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    throw error;
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,111 @@
+/**
+ * Reads the manifest graph a publish covers from a source — roots, index children, and OCI 1.1 referrers of any
+ * of them — verifying every manifest against its digest and parsing it. No writes.
+ */
+import { digestLike } from '../oci/digest.ts';
+import { isNonDistributable, parseManifest, type ParsedManifest } from '../oci/media-types.ts';
+import { SourceError, type ImageSource, type SourceManifest } from './source.ts';
+
+export interface CollectedManifest {
+  digest: string;
+  bytes: Buffer;
+  parsed: ParsedManifest;
+  where: string;
+}
+
+export interface CollectedBlob {
+  digest: string;
+  size: number;
+  mediaType: string;
+  /** A manifest that references it, for messages. */
+  usedBy: string;
+}
+
+export interface Collected {
+  manifests: Map<string, CollectedManifest>;
+  blobs: Map<string, CollectedBlob>;
+}
+
+async function readVerified(
+  source: ImageSource,
+  wanted: { digest: string; mediaType: string | undefined; size: number | undefined },
+  referencedBy: string,
+): Promise<CollectedManifest> {
+  const found = await source.readManifest(wanted.digest);
+  if (!found) {
+    throw new SourceError(
+      `${source.description}: ${referencedBy} names manifest ${wanted.digest}, which the source does not have`,
+    );
+  }
+  const actual = digestLike(wanted.digest, found.bytes);
+  if (actual !== wanted.digest) {
+    throw new SourceError(
+      `${found.where} does not match ${wanted.digest} (it hashes to ${actual}); the source is corrupt or was modified`,
+    );
+  }
+  if (wanted.size !== undefined && wanted.size !== found.bytes.length) {
+    throw new SourceError(
+      `${found.where} is ${found.bytes.length} bytes but ${referencedBy} declares ${wanted.size}`,
+    );
+  }
+  const parsed = parseManifest(found.bytes, wanted.mediaType);
+  if ('error' in parsed) throw new SourceError(`${found.where}: ${parsed.error}`);
+  return { digest: wanted.digest, bytes: found.bytes, parsed, where: found.where };
+}
+
+export async function collect(source: ImageSource, roots: SourceManifest[]): Promise<Collected> {
+  const manifests = new Map<string, CollectedManifest>();
+  const blobs = new Map<string, CollectedBlob>();
+
+  const walk = async (start: CollectedManifest): Promise<void> => {
+    const pending: CollectedManifest[] = [start];
+    for (let item = pending.pop(); item !== undefined; item = pending.pop()) {
+      if (manifests.has(item.digest)) continue;
+      manifests.set(item.digest, item);
+      for (const blob of item.parsed.blobs) {
+        const known = blobs.get(blob.digest);
+        if (known && known.size !== blob.size) {
+          throw new SourceError(
+            `${item.where}: blob ${blob.digest} is declared with two sizes (${known.size} and ${blob.size})`,
+          );
+        }
+        blobs.set(blob.digest, {
+          digest: blob.digest,
+          size: blob.size,
+          mediaType: blob.mediaType,
+          usedBy: item.digest,
+        });
+      }
+      for (const child of item.parsed.children) {
+        if (manifests.has(child.digest)) continue;
+        pending.push(await readVerified(source, child, `index ${item.digest}`));
+      }
+    }
+  };
+
+  for (const root of roots) await walk(await readVerified(source, root, source.description));
+
+  // Referrers: manifests in the source whose subject is published, to a fixed point (referrers of referrers).
+  const candidates = await source.candidateReferrers();
+  const parsedCandidates = new Map<string, CollectedManifest>();
+  for (const candidate of candidates) {
+    if (manifests.has(candidate.digest)) continue;
+    parsedCandidates.set(candidate.digest, await readVerified(source, candidate, 'the source index'));
+  }
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [digest, candidate] of parsedCandidates) {
+      const subject = candidate.parsed.subject?.digest;
+      if (subject !== undefined && manifests.has(subject)) {
+        parsedCandidates.delete(digest);
+        await walk(candidate);
+        grew = true;
+      }
+    }
+  }
+  return { manifests, blobs };
+}
+
+export function mayBeAbsent(blob: CollectedBlob): boolean {
+  return isNonDistributable(blob.mediaType);
+}

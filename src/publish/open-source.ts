@@ -1,0 +1,50 @@
+/**
+ * Parses a source argument (`oci:<dir>[:<ref>]`, `docker-archive:<file>[:<ref>]`, `dir:<dir>`) and opens it.
+ * As in skopeo, the path ends at the first `:` after the transport.
+ */
+import type { TreeLayout } from '../store/layout.ts';
+import { openDockerArchive } from './source-docker-archive.ts';
+import { openSkopeoDir } from './source-dir.ts';
+import { openOciLayout } from './source-oci.ts';
+import { SourceError, type ImageSource } from './source.ts';
+
+export const SOURCE_FORMS = 'oci:<dir>[:<ref>], docker-archive:<file>[:<name:tag>|:@<n>] or dir:<dir>';
+
+export interface ParsedSource {
+  transport: 'oci' | 'docker-archive' | 'dir';
+  path: string;
+  ref: string | undefined;
+}
+
+export function parseSource(spec: string): ParsedSource {
+  const colon = spec.indexOf(':');
+  const transport = colon === -1 ? '' : spec.slice(0, colon);
+  const rest = colon === -1 ? '' : spec.slice(colon + 1);
+  if (transport !== 'oci' && transport !== 'docker-archive' && transport !== 'dir') {
+    throw new SourceError(`"${spec}" is not a source derrick reads; write ${SOURCE_FORMS}`);
+  }
+  if (transport === 'dir') return { transport, path: rest, ref: undefined };
+  const split = rest.indexOf(':');
+  const sourcePath = split === -1 ? rest : rest.slice(0, split);
+  const ref = split === -1 ? undefined : rest.slice(split + 1);
+  if (sourcePath === '') throw new SourceError(`"${spec}" names no path; write ${SOURCE_FORMS}`);
+  if (ref === '') throw new SourceError(`"${spec}" ends with ":" but names no image after it`);
+  return { transport, path: sourcePath, ref };
+}
+
+export async function openSource(
+  spec: string,
+  layout: TreeLayout,
+  onBytes?: (bytes: number) => void,
+): Promise<ImageSource> {
+  const parsed = parseSource(spec);
+  if (parsed.path === '') throw new SourceError(`"${spec}" names no path; write ${SOURCE_FORMS}`);
+  switch (parsed.transport) {
+    case 'oci':
+      return openOciLayout(parsed.path, parsed.ref);
+    case 'dir':
+      return openSkopeoDir(parsed.path);
+    case 'docker-archive':
+      return openDockerArchive(layout, parsed.path, parsed.ref, onBytes);
+  }
+}

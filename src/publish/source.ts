@@ -1,0 +1,52 @@
+/**
+ * Image sources: where `derrick publish` reads images from. Each source yields the images a reference selects,
+ * manifest bytes, and blob bytes; the publisher verifies every digest itself, so a source only has to find bytes.
+ */
+import type { Readable } from 'node:stream';
+import type { StagedFile } from '../store/content.ts';
+
+/** A manifest the source names: a root to publish, or a candidate referrer. */
+export interface SourceManifest {
+  digest: string;
+  mediaType: string | undefined;
+  size: number | undefined;
+  /** The name the source gives it (an OCI ref name, a docker-archive RepoTag's tag), if any. */
+  refName: string | undefined;
+}
+
+export type BlobBytes =
+  | { kind: 'stream'; open: () => Promise<Readable>; where: string }
+  /** Already hashed and fsynced into staging while the source was read (docker-archive). */
+  | { kind: 'staged'; file: StagedFile; where: string };
+
+export interface ImageSource {
+  /** How the user wrote it, for messages. */
+  readonly description: string;
+  /** The images the reference selects (`allTags`: every image the source names). */
+  roots(allTags: boolean): Promise<SourceManifest[]>;
+  /** Other manifests the source holds that may be referrers (OCI 1.1 `subject`) of what is published. */
+  candidateReferrers(): Promise<SourceManifest[]>;
+  /** Manifest bytes by digest; undefined when the source does not have it. */
+  readManifest(digest: string): Promise<{ bytes: Buffer; where: string } | undefined>;
+  /** Blob bytes by digest; undefined when the source does not have it. */
+  blob(digest: string): Promise<BlobBytes | undefined>;
+  /** Releases what the source holds (staging files it made and the publisher did not adopt). */
+  close(): Promise<void>;
+}
+
+/** A source that cannot be read as the user asked: the message says what and what to do. */
+export class SourceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SourceError';
+  }
+}
+
+/** The reason an I/O error gives, in words (no stack, no errno jargon for the common cases). */
+export function ioReason(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT') return 'no such file or directory';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EISDIR') return 'it is a directory';
+  return error instanceof Error ? error.message : String(error);
+}
