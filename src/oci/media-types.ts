@@ -113,7 +113,9 @@ export function parseManifest(bytes: Uint8Array, declaredType?: string): ParsedM
   } catch {
     return { error: 'the manifest is not JSON' };
   }
-  if (typeof json !== 'object' || json === null) return { error: 'the manifest is not a JSON object' };
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    return { error: 'the manifest is not a JSON object' };
+  }
   const record = json as Record<string, unknown>;
   if (record.schemaVersion === 1) {
     return {

@@ -30,6 +30,17 @@ const archiveManifest = z.array(
 );
 const imageConfig = z.object({ rootfs: z.object({ diff_ids: z.array(z.string()) }) });
 
+/** A Docker reference as Docker writes RepoTags: `busybox` → `docker.io/library/busybox:latest`. */
+export function normalizeDockerReference(reference: string): string {
+  const slash = reference.indexOf('/');
+  const first = slash === -1 ? '' : reference.slice(0, slash);
+  const hasHost = first.includes('.') || first.includes(':') || first === 'localhost';
+  let full = hasHost ? reference : slash === -1 ? `docker.io/library/${reference}` : `docker.io/${reference}`;
+  const lastSlash = full.lastIndexOf('/');
+  if (!full.slice(lastSlash + 1).includes(':') && !full.includes('@')) full += ':latest';
+  return full;
+}
+
 function normalize(entryName: string): string {
   return path.posix
     .normalize(entryName)
@@ -214,7 +225,10 @@ async function describeArchive(
           );
         await build(image, undefined);
       } else if (ref !== undefined) {
-        const matches = images.filter((image) => (image.RepoTags ?? []).includes(ref));
+        const wanted = normalizeDockerReference(ref);
+        const matches = images.filter((image) =>
+          (image.RepoTags ?? []).some((repoTag) => normalizeDockerReference(repoTag) === wanted),
+        );
         const image = matches[0];
         if (!image) {
           const known = images.flatMap((entry) => entry.RepoTags ?? []).join(', ') || 'none';

@@ -78,6 +78,8 @@ export async function openOciLayout(dir: string, ref: string | undefined): Promi
           throw new SourceError(`${dir} names no images (no ${REF_NAME} annotations) for --all-tags`);
       } else if (entries.length === 1) {
         selected = entries;
+      } else if (named.length === 1) {
+        selected = named; // the others are unnamed: referrers, or leftovers
       } else {
         const known = named.map((entry) => entry.refName).join(', ') || 'none named';
         throw new SourceError(

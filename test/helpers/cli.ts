@@ -1,0 +1,106 @@
+/**
+ * Running the real derrick CLI (from source, through tsx) and inspecting trees, for integration tests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
+export const CLI = path.join(REPO_ROOT, 'src', 'cli', 'main.ts');
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts `derrick <args>` without waiting for it. */
+export function startDerrick(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    cwd: options.cwd ?? REPO_ROOT,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+/** Runs `derrick <args>` to completion. */
+export function runDerrick(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<RunResult> {
+  const child = startDerrick(args, options);
+  return collectOutput(child);
+}
+
+export function collectOutput(child: ChildProcess): Promise<RunResult> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** Runs any command to completion (skopeo, umoci, …); rejects with its output when it fails. */
+export async function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string } = {},
+): Promise<RunResult> {
+  const child = spawn(command, args, { cwd: options.cwd ?? REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const result = await collectOutput(child);
+  if (result.code !== 0) {
+    throw new Error(`${command} ${args.join(' ')} exited ${result.code}: ${result.stderr}${result.stdout}`);
+  }
+  return result;
+}
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export function tempDir(prefix = 'derrick-test-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Every regular file and symlink below `dir` (relative path → sha256 of its content or link target), ignoring
+ * empty directories. Two equal snapshots mean the tree holds exactly the same files.
+ */
+export async function snapshotTree(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (current: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await fs.readdir(current, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const full = path.join(current, entry.name);
+      const rel = path.relative(dir, full);
+      if (entry.isDirectory()) await walk(full);
+      else if (entry.isSymbolicLink()) out.set(rel, `link:${await fs.readlink(full)}`);
+      else
+        out.set(
+          rel,
+          createHash('sha256')
+            .update(await fs.readFile(full))
+            .digest('hex'),
+        );
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+/** The sha256 digest of a string or bytes, as `sha256:<hex>`. */
+export function digestOf(bytes: string | Buffer): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}

@@ -1,0 +1,68 @@
+/**
+ * Test images, built offline by the suite itself: single images, multi-platform indexes, artifacts with a
+ * subject, Docker schema 2 images (through skopeo --format v2s2), docker-archive tarballs (through skopeo).
+ */
+import path from 'node:path';
+import { LayoutBuilder, MT, type Descriptor } from '../../scripts/oci-builder.ts';
+import { run } from './cli.ts';
+
+export { LayoutBuilder, MT, type Descriptor };
+
+/** An OCI layout with one single-platform image named `ref`. */
+export async function singleImageLayout(dir: string, ref = 'latest', text = 'hello'): Promise<Descriptor> {
+  const builder = new LayoutBuilder(dir);
+  const image = await builder.image({ files: { 'hello.txt': `${text}\n` } });
+  builder.add(image, ref).write();
+  return image;
+}
+
+/** An OCI layout with a linux/amd64 + linux/arm64/v8 index named `ref`. */
+export async function multiPlatformLayout(
+  dir: string,
+  ref = 'latest',
+): Promise<{ index: Descriptor; children: Descriptor[] }> {
+  const builder = new LayoutBuilder(dir);
+  const children = [
+    await builder.image({
+      platform: { os: 'linux', architecture: 'amd64' },
+      files: { 'arch.txt': 'amd64\n' },
+    }),
+    await builder.image({
+      platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
+      files: { 'arch.txt': 'arm64\n' },
+    }),
+  ];
+  const index = builder.index(children);
+  builder.add(index, ref).write();
+  return { index, children };
+}
+
+/** An OCI layout with an image named `ref` and an artifact (a fake signature) whose subject is that image. */
+export async function imageWithReferrerLayout(
+  dir: string,
+  ref = 'latest',
+): Promise<{ image: Descriptor; artifact: Descriptor }> {
+  const builder = new LayoutBuilder(dir);
+  const image = await builder.image({ files: { 'hello.txt': 'signed\n' } });
+  const artifact = builder.artifact(image, 'application/vnd.example.signature.v1', 'signature-bytes', {
+    'org.example.signer': 'test',
+  });
+  builder.add(image, ref).add(artifact).write();
+  return { image, artifact };
+}
+
+/** Copies an OCI layout image into another transport with skopeo (e.g. `dir:`, `docker-archive:`), as v2s2. */
+export async function skopeoCopy(from: string, to: string, extra: string[] = []): Promise<void> {
+  await run('skopeo', ['copy', '--quiet', ...extra, from, to]);
+}
+
+/** `skopeo inspect --raw` of a source, and the digest of exactly those bytes. */
+export async function skopeoRawDigest(source: string): Promise<{ raw: string; digest: string }> {
+  const { stdout } = await run('skopeo', ['inspect', '--raw', source]);
+  const { digestOf } = await import('./cli.ts');
+  return { raw: stdout, digest: digestOf(stdout) };
+}
+
+export function joinPath(...parts: string[]): string {
+  return path.join(...parts);
+}

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { emptyRepository } from '../../../src/store/record.ts';
+import { Tree } from '../../../src/store/tree.ts';
+import { tempDir } from '../../helpers/cli.ts';
+
+describe('walking v2/app in catalog order', () => {
+  const temp = tempDir();
+  const tree = new Tree(temp.dir);
+  const names = ['a', 'a-b', 'a/b', 'a/b/c', 'a.b', 'b', 'library/busybox', 'library/alpine', 'z9/x', 'a0'];
+
+  before(async () => {
+    for (const name of names)
+      await tree.writeRecord({ ...emptyRepository(name), updatedAt: '2026-01-01T00:00:00.000Z' });
+    // Things that are not records are ignored: stray files, invalid names, temp files.
+    writeFileSync(path.join(tree.layout.appDir, 'README'), 'x');
+    writeFileSync(path.join(tree.layout.appDir, 'Bad.json'), '{}');
+    mkdirSync(path.join(tree.layout.appDir, '.hidden'));
+    writeFileSync(path.join(tree.layout.appDir, '.hidden', 'x.json'), '{}');
+  });
+  after(() => temp.cleanup());
+
+  const collect = async (options: { after?: string; prefix?: string } = {}): Promise<string[]> => {
+    const out = [];
+    for await (const name of tree.walkNames(options)) out.push(name);
+    return out;
+  };
+
+  test('yields every repository in byte order', async () => {
+    assert.deepEqual(await collect(), [...names].sort());
+  });
+
+  test('starts strictly after `last`, skipping directories that sort before it', async () => {
+    const sorted = [...names].sort();
+    for (const [i, last] of sorted.entries())
+      assert.deepEqual(await collect({ after: last }), sorted.slice(i + 1));
+    assert.deepEqual(
+      await collect({ after: 'a/' }),
+      sorted.filter((name) => name > 'a/'),
+    );
+    assert.deepEqual(await collect({ after: 'zzz' }), []);
+  });
+
+  test('a prefix lists that repository and those below it', async () => {
+    assert.deepEqual(await collect({ prefix: 'a' }), ['a', 'a/b', 'a/b/c']);
+    assert.deepEqual(await collect({ prefix: 'library/' }), ['library/alpine', 'library/busybox']);
+    assert.deepEqual(await collect({ prefix: 'nothing' }), []);
+  });
+});
+
+describe('layout collisions', () => {
+  const temp = tempDir();
+  const tree = new Tree(temp.dir);
+  after(() => temp.cleanup());
+
+  test('a.json/b collides with the record of a', async () => {
+    await tree.writeRecord({ ...emptyRepository('a'), updatedAt: '2026-01-01T00:00:00.000Z' });
+    assert.match((await tree.findCollision('a.json/b')) ?? '', /the record of repository "a"/);
+    assert.equal(await tree.findCollision('a/b'), undefined);
+  });
+
+  test('x collides with the directory of x.json/y', async () => {
+    await tree.writeRecord({ ...emptyRepository('x.json/y'), updatedAt: '2026-01-01T00:00:00.000Z' });
+    assert.match((await tree.findCollision('x')) ?? '', /is a directory/);
+  });
+
+  test('layout paths refuse unchecked names instead of leaving the tree', () => {
+    assert.throws(() => tree.layout.recordPath('../../etc/passwd'), /unchecked repository name/);
+    assert.throws(() => tree.layout.blobLinkPath('a', 'sha256:../../x'), /unchecked digest/);
+  });
+});
