@@ -67,7 +67,7 @@ describe('publish from an OCI layout', { concurrency: 4 }, () => {
       children.map((child) => child.digest),
     );
     assert.deepEqual(
-      entry.children?.map((child) => child.platform),
+      entry.children.map((child) => child.platform),
       [
         { os: 'linux', architecture: 'amd64' },
         { os: 'linux', architecture: 'arm64', variant: 'v8' },
