@@ -1,0 +1,68 @@
+/**
+ * What publish prints: a progress bar on a terminal, plain lines on a pipe, JSON alone with --json.
+ */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { CLI, REPO_ROOT, run, runDerrick, tempDir } from '../helpers/cli.ts';
+
+const temp = tempDir();
+after(() => temp.cleanup());
+const demo = `oci:${path.join(REPO_ROOT, 'demo', 'hello')}:latest`;
+
+describe('publish output', { concurrency: 4 }, () => {
+  test('on a terminal: a progress bar with bytes, rate and ETA', async () => {
+    // script(1) gives the CLI a pseudo-terminal, as a person at a shell would.
+    const command = `${process.execPath} --import tsx ${CLI} publish ${demo} tty/demo --data-dir ${path.join(temp.dir, 'tty')}`;
+    const { stdout } = await run('script', ['-qec', command, '/dev/null']);
+    assert.match(stdout, /copying \[.*\] 100% \| 1\.1 KiB\/1\.1 KiB \| [\d.]+ [KMG]?i?B\/s \| ETA \d+s/);
+    assert.match(stdout, /published tty\/demo:latest sha256:/);
+  });
+
+  test('on a pipe: plain lines, no terminal control codes', async () => {
+    const result = await runDerrick([
+      'publish',
+      demo,
+      'pipe/demo',
+      '--data-dir',
+      path.join(temp.dir, 'pipe'),
+    ]);
+    assert.equal(result.code, 0);
+    assert.equal(result.stderr, 'copying 1.1 KiB\n');
+    assert.ok(!(result.stdout + result.stderr).includes('\u001b['), 'no terminal escape codes');
+  });
+
+  test('with --json: only the JSON result on stdout', async () => {
+    const result = await runDerrick([
+      'publish',
+      demo,
+      'json/demo',
+      '--json',
+      '--data-dir',
+      path.join(temp.dir, 'json'),
+    ]);
+    assert.equal(result.stderr, '');
+    const parsed = JSON.parse(result.stdout) as { repositories: { name: string }[]; manifests: number };
+    assert.equal(parsed.repositories[0]?.name, 'json/demo');
+    assert.equal(parsed.manifests, 3);
+  });
+
+  test('with --quiet: nothing at all', async () => {
+    const result = await runDerrick([
+      'publish',
+      demo,
+      'quiet/demo',
+      '-q',
+      '--data-dir',
+      path.join(temp.dir, 'quiet'),
+    ]);
+    assert.equal(result.code, 0);
+    assert.equal(result.stdout + result.stderr, '');
+  });
+
+  test('an unknown option is a usage error with exit status 2', async () => {
+    const result = await runDerrick(['publish', '--nope']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /unknown option '--nope'/);
+  });
+});
