@@ -42,7 +42,7 @@ export function isNonDistributable(mediaType: string): boolean {
 }
 
 const digestString = z.string().refine(isDigest, { error: 'not a sha256/sha512 digest' });
-const platformSchema = z.object({
+export const platformSchema = z.object({
   architecture: z.string(),
   os: z.string(),
   'os.version': z.string().optional(),

@@ -2,10 +2,10 @@
  * `dir:<dir>` — skopeo's directory format: `manifest.json` (the manifest, byte for byte), `version`, each blob
  * named by its hex digest, and for `skopeo copy --all` each child manifest as `<hex>.manifest.json`.
  */
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parseDigest, sha256Digest } from '../oci/digest.ts';
-import { ioReason, SourceError, type BlobBytes, type ImageSource } from './source.ts';
+import { fileBlob, ioReason, readManifestFile, SourceError, type ImageSource } from './source.ts';
 
 export async function openSkopeoDir(dir: string): Promise<ImageSource> {
   const stat = await fs.stat(dir).catch((error: unknown) => {
@@ -41,17 +41,11 @@ export async function openSkopeoDir(dir: string): Promise<ImageSource> {
     async readManifest(digest) {
       if (digest === rootDigest) return { bytes: rootBytes, where: rootFile };
       const file = fileFor(digest, '.manifest.json');
-      if (file === undefined) return undefined;
-      const bytes = await fs.readFile(file).catch(() => undefined);
-      return bytes === undefined ? undefined : { bytes, where: file };
+      return file === undefined ? Promise.resolve(undefined) : readManifestFile(file);
     },
-    async blob(digest): Promise<BlobBytes | undefined> {
+    blob(digest) {
       const file = fileFor(digest, '');
-      if (file === undefined) return undefined;
-      const found = await fs.stat(file).catch(() => undefined);
-      if (!found) return undefined;
-      if (!found.isFile()) throw new SourceError(`${file} is not a regular file`);
-      return { kind: 'stream', open: () => Promise.resolve(createReadStream(file)), where: file };
+      return file === undefined ? Promise.resolve(undefined) : fileBlob(file);
     },
     close: () => Promise.resolve(),
   };

@@ -1,11 +1,18 @@
 /**
  * `oci:<dir>[:<ref>]` — an OCI image layout directory, as written by `skopeo copy … oci:` or umoci.
  */
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { parseDigest } from '../oci/digest.ts';
-import { ioReason, SourceError, type BlobBytes, type ImageSource, type SourceManifest } from './source.ts';
+import {
+  fileBlob,
+  ioReason,
+  readManifestFile,
+  SourceError,
+  type ImageSource,
+  type SourceManifest,
+} from './source.ts';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 
@@ -91,23 +98,13 @@ export async function openOciLayout(dir: string, ref: string | undefined): Promi
     candidateReferrers() {
       return Promise.resolve(entries.filter((entry) => !selected.includes(entry)));
     },
-    async readManifest(digest) {
+    readManifest(digest) {
       const file = blobPath(digest);
-      if (file === undefined) return undefined;
-      try {
-        return { bytes: await fs.readFile(file), where: file };
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw new SourceError(`cannot read ${file}: ${(error as Error).message}`);
-      }
+      return file === undefined ? Promise.resolve(undefined) : readManifestFile(file);
     },
-    async blob(digest): Promise<BlobBytes | undefined> {
+    blob(digest) {
       const file = blobPath(digest);
-      if (file === undefined) return undefined;
-      const stat = await fs.stat(file).catch(() => undefined);
-      if (!stat) return undefined;
-      if (!stat.isFile()) throw new SourceError(`${file} is not a regular file`);
-      return { kind: 'stream', open: () => Promise.resolve(createReadStream(file)), where: file };
+      return file === undefined ? Promise.resolve(undefined) : fileBlob(file);
     },
     close: () => Promise.resolve(),
   };

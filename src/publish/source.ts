@@ -2,6 +2,7 @@
  * Image sources: where `derrick publish` reads images from. Each source yields the images a reference selects,
  * manifest bytes, and blob bytes; the publisher verifies every digest itself, so a source only has to find bytes.
  */
+import { createReadStream, promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { StagedFile } from '../store/content.ts';
 
@@ -49,4 +50,22 @@ export function ioReason(error: unknown): string {
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
   if (code === 'EISDIR') return 'it is a directory';
   return error instanceof Error ? error.message : String(error);
+}
+
+/** A manifest file of a directory source: its bytes, or undefined when there is no such file. */
+export async function readManifestFile(file: string): Promise<{ bytes: Buffer; where: string } | undefined> {
+  try {
+    return { bytes: await fs.readFile(file), where: file };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new SourceError(`cannot read ${file}: ${ioReason(error)}`);
+  }
+}
+
+/** A blob file of a directory source, streamed when the publisher needs it; undefined when absent. */
+export async function fileBlob(file: string): Promise<BlobBytes | undefined> {
+  const stat = await fs.stat(file).catch(() => undefined);
+  if (!stat) return undefined;
+  if (!stat.isFile()) throw new SourceError(`${file} is not a regular file`);
+  return { kind: 'stream', open: () => Promise.resolve(createReadStream(file)), where: file };
 }

@@ -10,23 +10,16 @@
 import { z } from 'zod';
 import { DIGEST_PATTERN } from '../oci/digest.ts';
 import { MAX_NAME_LENGTH, NAME_PATTERN, TAG_PATTERN } from '../oci/names.ts';
-import { MANIFEST_MEDIA_TYPES } from '../oci/media-types.ts';
+import { MANIFEST_MEDIA_TYPES, platformSchema } from '../oci/media-types.ts';
 
 const digest = z
   .string()
   .regex(DIGEST_PATTERN, { error: 'expected a digest: sha256:<64 hex> or sha512:<128 hex>' })
   .meta({ description: 'A content digest, sha256:<64 hex> or sha512:<128 hex>.' });
 
-const platform = z
-  .object({
-    architecture: z.string(),
-    os: z.string(),
-    'os.version': z.string().optional(),
-    'os.features': z.array(z.string()).optional(),
-    variant: z.string().optional(),
-    features: z.array(z.string()).optional(),
-  })
-  .meta({ description: 'An OCI platform, copied from the index that names the child manifest.' });
+const platform = platformSchema.meta({
+  description: 'An OCI platform, copied from the index that names the child manifest.',
+});
 
 const manifestEntry = z
   .strictObject({
