@@ -1,9 +1,15 @@
 /** Turns any error into the one line the user sees: what went wrong and what to do. */
+import path from 'node:path';
 import { DigestMismatchError } from '../store/content.ts';
 import { LockTimeoutError } from '../store/locks.ts';
 import { RecordError } from '../store/record.ts';
 import { PublishError } from '../publish/publisher.ts';
 import { SourceError } from '../publish/source.ts';
+
+function insideDataDir(file: string, dataDir: string): boolean {
+  const relative = path.relative(path.resolve(dataDir), path.resolve(file));
+  return !relative.startsWith('..') && !path.isAbsolute(relative);
+}
 
 export function describeError(error: unknown, dataDir: string): string {
   if (
@@ -26,7 +32,9 @@ export function describeError(error: unknown, dataDir: string): string {
       return `cannot write to ${where}: the file system is read-only; publish into a writable --data-dir`;
     case 'EACCES':
     case 'EPERM':
-      return `cannot write to ${where}: permission denied; check the owner and mode of --data-dir`;
+      return insideDataDir(where, dataDir)
+        ? `cannot write to ${where}: permission denied; check the owner and mode of --data-dir`
+        : `cannot access ${where}: permission denied`;
     case 'ENOENT':
       return `${where} does not exist`;
     case 'ENOTDIR':

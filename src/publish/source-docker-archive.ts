@@ -4,7 +4,7 @@
  * says which staged files are configs and layers. The Docker schema 2 manifest is built exactly as skopeo and
  * containers/image build it, so the digest derrick serves is the one `skopeo inspect --raw` shows.
  */
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
@@ -76,10 +76,14 @@ export async function openDockerArchive(
     await Promise.all([...staged.values()].map((entry) => fs.rm(entry.path, { force: true })));
   };
 
+  // Open once, up front: a file we cannot read is the source's problem, said as such.
+  const handle = await fs.open(file, 'r').catch((error: unknown) => {
+    throw new SourceError(`cannot read ${file}: ${ioReason(error)}`);
+  });
+  const input: Readable = handle.createReadStream();
   try {
     const gzip = await peekGzip(file);
     const extract = tar.extract();
-    const input: Readable = createReadStream(file);
     const piped = gzip ? input.pipe(createGunzip()) : input;
     piped.on('error', (error) => extract.destroy(error));
     input.on('error', (error) => extract.destroy(error));
@@ -101,6 +105,7 @@ export async function openDockerArchive(
       }
     }
   } catch (error) {
+    input.destroy();
     await cleanup();
     if (error instanceof SourceError) throw error;
     const code = (error as NodeJS.ErrnoException).code;

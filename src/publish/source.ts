@@ -2,7 +2,7 @@
  * Image sources: where `derrick publish` reads images from. Each source yields the images a reference selects,
  * manifest bytes, and blob bytes; the publisher verifies every digest itself, so a source only has to find bytes.
  */
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { StagedFile } from '../store/content.ts';
 
@@ -67,5 +67,12 @@ export async function fileBlob(file: string): Promise<BlobBytes | undefined> {
   const stat = await fs.stat(file).catch(() => undefined);
   if (!stat) return undefined;
   if (!stat.isFile()) throw new SourceError(`${file} is not a regular file`);
-  return { kind: 'stream', open: () => Promise.resolve(createReadStream(file)), where: file };
+  const open = async (): Promise<Readable> => {
+    // Open first, so a permission error is an answer here, not an 'error' event nobody listens to yet.
+    const handle = await fs.open(file, 'r').catch((error: unknown) => {
+      throw new SourceError(`cannot read ${file}: ${ioReason(error)}`);
+    });
+    return handle.createReadStream();
+  };
+  return { kind: 'stream', open, where: file };
 }
