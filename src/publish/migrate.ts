@@ -9,7 +9,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fsyncDir, writeFileAtomic } from '../store/atomic.ts';
-import { acquireLock, repositoryLockKey } from '../store/locks.ts';
+import { acquireLock, registerPublisher, repositoryLockKey } from '../store/locks.ts';
 import { parseRecord, RecordError } from '../store/record.ts';
 import type { Tree } from '../store/tree.ts';
 import { PublishError } from './publisher.ts';
@@ -64,6 +64,24 @@ export async function migrate(
     }
   }
 
+  // Registered like a publisher: gc must not sweep our staged records before we rename them.
+  const registration = options.dryRun
+    ? undefined
+    : await registerPublisher(tree.layout, options.lockTimeoutMs);
+  try {
+    return await layOut(tree, claims, result, inPlace, options);
+  } finally {
+    await registration?.release();
+  }
+}
+
+async function layOut(
+  tree: Tree,
+  claims: Map<string, { file: string; bytes: Buffer }[]>,
+  result: MigrateResult,
+  inPlace: boolean,
+  options: { dryRun: boolean; lockTimeoutMs: number },
+): Promise<MigrateResult> {
   const laid: string[] = [];
   for (const [name, files] of [...claims].sort(([a], [b]) => (a < b ? -1 : 1))) {
     const [first] = files;

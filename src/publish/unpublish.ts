@@ -8,7 +8,7 @@ import path from 'node:path';
 import { parseDigest } from '../oci/digest.ts';
 import { validateName, validateTag } from '../oci/names.ts';
 import { fsyncDir } from '../store/atomic.ts';
-import { acquireLock, repositoryLockKey } from '../store/locks.ts';
+import { acquireLock, registerPublisher, repositoryLockKey } from '../store/locks.ts';
 import { pruned } from '../store/reachable.ts';
 import type { Tree } from '../store/tree.ts';
 import { PublishError } from './publisher.ts';
@@ -52,7 +52,15 @@ export async function unpublish(
   target: UnpublishTarget,
   lockTimeoutMs: number,
 ): Promise<UnpublishResult> {
-  const lock = await acquireLock(tree.layout, repositoryLockKey(target.name), lockTimeoutMs);
+  // Registered like a publisher: gc must not sweep our staged record before we rename it.
+  const registration = await registerPublisher(tree.layout, lockTimeoutMs);
+  let lock;
+  try {
+    lock = await acquireLock(tree.layout, repositoryLockKey(target.name), lockTimeoutMs);
+  } catch (error) {
+    await registration.release();
+    throw error;
+  }
   try {
     const lookup = await tree.readRecord(target.name);
     if (!lookup.found)
@@ -105,5 +113,6 @@ export async function unpublish(
     };
   } finally {
     await lock.release();
+    await registration.release();
   }
 }

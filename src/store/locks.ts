@@ -24,8 +24,25 @@ export interface Lock {
   release(): Promise<void>;
 }
 
-function socketName(layout: TreeLayout, key: string): string {
-  const hash = createHash('sha256').update(layout.root).update('\0').update(key).digest('hex').slice(0, 40);
+/**
+ * The tree's identity for lock names: the device and inode of the data directory, so that every spelling of one
+ * tree (a symlink, a bind mount, a relative path) shares its locks. Creates the data directory if need be.
+ */
+const identities = new WeakMap<TreeLayout, Promise<string>>();
+function treeIdentity(layout: TreeLayout): Promise<string> {
+  let identity = identities.get(layout);
+  if (!identity) {
+    identity = ensureDir(layout.root)
+      .then(() => fs.stat(layout.root))
+      .then((stat) => `${stat.dev}:${stat.ino}`);
+    identities.set(layout, identity);
+  }
+  return identity;
+}
+
+async function socketName(layout: TreeLayout, key: string): Promise<string> {
+  const identity = await treeIdentity(layout);
+  const hash = createHash('sha256').update(identity).update('\0').update(key).digest('hex').slice(0, 40);
   return `\0derrick-${hash}`;
 }
 
@@ -65,7 +82,7 @@ export async function acquireLock(
   timeoutMs: number,
   onWait?: () => void,
 ): Promise<Lock> {
-  const name = socketName(layout, key);
+  const name = await socketName(layout, key);
   const deadline = Date.now() + timeoutMs;
   let delay = 5;
   let warned = false;
@@ -96,7 +113,7 @@ export async function registerPublisher(
   let warned = false;
   for (;;) {
     const id = randomUUID();
-    const own = await tryBind(socketName(layout, `publisher:${id}`));
+    const own = await tryBind(await socketName(layout, `publisher:${id}`));
     if (!own) continue;
     await ensureDir(layout.inflightDir);
     const file = path.join(layout.inflightDir, id);
@@ -105,7 +122,7 @@ export async function registerPublisher(
       await fs.rm(file, { force: true });
       await own.release();
     };
-    if (!(await isHeld(socketName(layout, GC_KEY)))) return { release };
+    if (!(await isHeld(await socketName(layout, GC_KEY)))) return { release };
     await release();
     if (Date.now() >= deadline)
       throw new LockTimeoutError(`timed out after ${timeoutMs} ms waiting for a running gc`);
@@ -121,7 +138,7 @@ export async function acquireGcLock(
   timeoutMs: number,
   onWait?: () => void,
 ): Promise<Lock> {
-  const lock = await tryBind(socketName(layout, GC_KEY));
+  const lock = await tryBind(await socketName(layout, GC_KEY));
   if (!lock) throw new LockTimeoutError('another derrick gc is running on this tree');
   const deadline = Date.now() + timeoutMs;
   let warned = false;
@@ -130,7 +147,7 @@ export async function acquireGcLock(
       let live = 0;
       const entries = await fs.readdir(layout.inflightDir).catch(() => [] as string[]);
       for (const id of entries) {
-        if (await isHeld(socketName(layout, `publisher:${id}`))) live++;
+        if (await isHeld(await socketName(layout, `publisher:${id}`))) live++;
         else await fs.rm(path.join(layout.inflightDir, id), { force: true });
       }
       if (live === 0) return lock;

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdirSync, symlinkSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { TreeLayout } from '../../../src/store/layout.ts';
 import { acquireLock, LockTimeoutError, repositoryLockKey } from '../../../src/store/locks.ts';
@@ -23,6 +24,17 @@ describe('repository locks', () => {
     const b = await acquireLock(layout, repositoryLockKey('b'), 100);
     const other = await acquireLock(new TreeLayout(`${temp.dir}/other`), repositoryLockKey('a'), 100);
     await Promise.all([a.release(), b.release(), other.release()]);
+  });
+
+  test('two spellings of one tree (a symlink) share its locks', async () => {
+    mkdirSync(`${temp.dir}/real`);
+    symlinkSync(`${temp.dir}/real`, `${temp.dir}/link`);
+    const lock = await acquireLock(new TreeLayout(`${temp.dir}/real`), repositoryLockKey('a'), 100);
+    await assert.rejects(
+      acquireLock(new TreeLayout(`${temp.dir}/link`), repositoryLockKey('a'), 150),
+      LockTimeoutError,
+    );
+    await lock.release();
   });
 
   test('a lock held by a process killed with SIGKILL is free at once', async () => {
