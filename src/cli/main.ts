@@ -12,6 +12,7 @@ import { parseUnpublishTarget, unpublish } from '../publish/unpublish.ts';
 import { verifyTree } from '../publish/verify.ts';
 import { Tree } from '../store/tree.ts';
 import { describeError } from './errors.ts';
+import { addServeCommand } from './serve.ts';
 import { formatBytes, lineProgress, terminalProgress } from './progress.ts';
 
 const DEFAULT_DATA_DIR = './data';
@@ -264,6 +265,7 @@ export function buildProgram(): Command {
       }),
     );
 
+  addServeCommand(program);
   return program;
 }
 

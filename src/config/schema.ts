@@ -1,0 +1,143 @@
+/**
+ * The serve configuration: one zod schema, with every default and its unit. Validated once at start, then frozen.
+ */
+import { z } from 'zod';
+
+const hostPort = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+const mode = z.enum(['redirect', 'serve']);
+
+export const configSchema = z.strictObject({
+  /** The published tree. Created when missing. */
+  dataDir: z.string().min(1).default('./data'),
+  /** host:port to listen on ([::1]:5000 for IPv6). */
+  listen: z
+    .string()
+    .regex(hostPort, { error: 'expected host:port, e.g. 127.0.0.1:5000' })
+    .default('127.0.0.1:5000'),
+  /** TLS certificate and key (PEM files); without them, plain HTTP. */
+  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+  /** redirect: send clients to the repository's base URL; serve: stream the bytes from the tree. */
+  mode: mode.default('serve'),
+  /** Per-repository modes, first match wins: `{ match: "cdn/**", mode: redirect }` (globs over names). */
+  repositories: z.array(z.strictObject({ match: z.string().min(1), mode })).default([]),
+  redirect: z
+    .strictObject({
+      /** 302 Found or 307 Temporary Redirect. */
+      status: z.union([z.literal(302), z.literal(307)]).default(302),
+      /** Base for repositories published without a base URL of their own; the name is appended. */
+      url: z.url({ protocol: /^https?$/ }).optional(),
+      /** Crane's url_match / url_replace: a substring rewrite of every redirect URL. */
+      urlMatch: z.string().min(1).optional(),
+      urlReplace: z.string().optional(),
+      /** Crane's signed URLs (Akamai token 2.0 style). */
+      token: z
+        .strictObject({
+          /** Hex-encoded HMAC key. */
+          secret: z
+            .string()
+            .regex(/^(?:[0-9a-fA-F]{2})+$/, { error: 'expected an even number of hex digits' }),
+          ttlSeconds: z.number().int().positive().default(300), // 5 minutes
+          param: z
+            .string()
+            .regex(/^[A-Za-z0-9_.~-]+$/)
+            .default('_auth_'),
+          algorithm: z.enum(['sha256', 'sha1', 'md5']).default('sha256'),
+        })
+        .optional(),
+    })
+    .default({ status: 302 }),
+  /** The image chosen from an index for a client that does not accept indexes: os/arch[/variant]. */
+  defaultPlatform: z
+    .string()
+    .regex(/^[a-z0-9]+\/[a-z0-9_]+(?:\/[a-z0-9]+)?$/, {
+      error: 'expected os/architecture[/variant], e.g. linux/amd64',
+    })
+    .default('linux/amd64'),
+  catalog: z
+    .strictObject({
+      defaultPageSize: z.number().int().positive().default(100),
+      maxPageSize: z.number().int().positive().default(1000),
+    })
+    .default({ defaultPageSize: 100, maxPageSize: 1000 }),
+  tags: z
+    .strictObject({
+      /** A tag list without `n` returns up to this many (then a Link to the rest). */
+      maxPageSize: z.number().int().positive().default(10000),
+    })
+    .default({ maxPageSize: 10000 }),
+  timeouts: z
+    .strictObject({
+      requestSeconds: z.number().nonnegative().default(300), // a whole request, body included
+      headersSeconds: z.number().nonnegative().default(60),
+      keepAliveSeconds: z.number().nonnegative().default(72),
+    })
+    .default({ requestSeconds: 300, headersSeconds: 60, keepAliveSeconds: 72 }),
+  accessLog: z.boolean().default(true),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  cache: z
+    .strictObject({
+      /** Parsed records kept (each validated by stat on every request). */
+      records: z.number().int().nonnegative().default(10000),
+      /** Manifest bytes kept for serve mode (content-addressed, so never stale). */
+      manifestBytes: z
+        .number()
+        .int()
+        .nonnegative()
+        .default(64 * 1024 * 1024), // 64 MiB
+    })
+    .default({ records: 10000, manifestBytes: 64 * 1024 * 1024 }),
+});
+
+export type Config = Readonly<z.infer<typeof configSchema>>;
+
+/**
+ * Every scalar key that an environment variable (DERRICK_<UPPER_SNAKE>) or a flag (--<kebab>) can set, with
+ * how a string becomes its value. Structured keys (repositories) come from the YAML file, or DERRICK_REPOSITORIES
+ * as JSON.
+ */
+export const SCALAR_KEYS = {
+  dataDir: 'string',
+  listen: 'string',
+  'tls.cert': 'string',
+  'tls.key': 'string',
+  mode: 'string',
+  'redirect.status': 'number',
+  'redirect.url': 'string',
+  'redirect.urlMatch': 'string',
+  'redirect.urlReplace': 'string',
+  'redirect.token.secret': 'string',
+  'redirect.token.ttlSeconds': 'number',
+  'redirect.token.param': 'string',
+  'redirect.token.algorithm': 'string',
+  defaultPlatform: 'string',
+  'catalog.defaultPageSize': 'number',
+  'catalog.maxPageSize': 'number',
+  'tags.maxPageSize': 'number',
+  'timeouts.requestSeconds': 'number',
+  'timeouts.headersSeconds': 'number',
+  'timeouts.keepAliveSeconds': 'number',
+  accessLog: 'boolean',
+  logLevel: 'string',
+  'cache.records': 'number',
+  'cache.manifestBytes': 'number',
+  repositories: 'json',
+} as const satisfies Record<string, 'string' | 'number' | 'boolean' | 'json'>;
+
+export type ScalarKey = keyof typeof SCALAR_KEYS;
+
+/** `redirect.urlMatch` → `DERRICK_REDIRECT_URL_MATCH` */
+export function envName(key: string): string {
+  return `DERRICK_${key
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .replace(/\./g, '_')
+    .toUpperCase()}`;
+}
+
+/** `redirect.urlMatch` → `redirect-url-match` (the flag, without its dashes) */
+export function flagName(key: string): string {
+  return key
+    .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
+    .replace(/\./g, '-')
+    .toLowerCase();
+}

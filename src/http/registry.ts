@@ -1,0 +1,270 @@
+/**
+ * The registry's read API over the published tree, independent of the HTTP framework: each method takes a parsed
+ * route and request facts and returns an Answer, or throws RegistryError (the route picks the code; the store
+ * only says "absent").
+ */
+import { promises as fs } from 'node:fs';
+import { LRUCache } from 'lru-cache';
+import picomatch from 'picomatch';
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../config/schema.ts';
+import { digestLike } from '../oci/digest.ts';
+import { RegistryError } from '../oci/errors.ts';
+import { isIndexMediaType, OCI_INDEX, type ManifestMediaType } from '../oci/media-types.ts';
+import { TreeLayout } from '../store/layout.ts';
+import { RecordCache, type CachedRepository } from '../store/record-cache.ts';
+import type { ManifestEntry } from '../store/record-schema.ts';
+import type { Tree } from '../store/tree.ts';
+import { accepts, type Accepted } from './accept.ts';
+import { jsonAnswer, type Answer, type Headers } from './answers.ts';
+import { craneManifestPath } from './crane.ts';
+import { parsePageSize, type Reference } from './paths.ts';
+import { redirectUrl } from './redirect.ts';
+
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+
+export class Registry {
+  private readonly records: RecordCache;
+  private readonly manifestBytes: LRUCache<string, Buffer> | undefined;
+  private readonly modeRules: { test: (name: string) => boolean; mode: 'redirect' | 'serve' }[];
+  private readonly platform: { os: string; architecture: string; variant: string | undefined };
+
+  constructor(
+    private readonly config: Config,
+    private readonly tree: Tree,
+    private readonly log: FastifyBaseLogger,
+  ) {
+    this.records = new RecordCache(tree.layout, config.cache.records);
+    this.manifestBytes =
+      config.cache.manifestBytes > 0
+        ? new LRUCache<string, Buffer>({
+            maxSize: config.cache.manifestBytes,
+            sizeCalculation: (value) => value.length || 1,
+          })
+        : undefined;
+    this.modeRules = config.repositories.map((rule) => ({ test: picomatch(rule.match), mode: rule.mode }));
+    const [os = 'linux', architecture = 'amd64', variant] = config.defaultPlatform.split('/');
+    this.platform = { os, architecture, variant };
+  }
+
+  /** The repository, or NAME_UNKNOWN; a broken record is logged with its path and answered as a generic 500. */
+  async repository(name: string): Promise<CachedRepository> {
+    const result = await this.records.get(name);
+    if (result.found) return result.cached;
+    if ('error' in result) {
+      this.log.error({ file: result.error.file, err: result.error.message }, 'unreadable repository record');
+      throw new RegistryError('UNKNOWN', 'the repository record cannot be read; the operator has been told');
+    }
+    throw new RegistryError('NAME_UNKNOWN', `repository "${name}" is not known to this registry`, { name });
+  }
+
+  private modeFor(name: string): 'redirect' | 'serve' {
+    for (const rule of this.modeRules) if (rule.test(name)) return rule.mode;
+    return this.config.mode;
+  }
+
+  /** The base URL for redirects, or undefined when this repository is served from the tree. */
+  private redirectBase(cached: CachedRepository): string | undefined {
+    const { repository } = cached;
+    if (repository.format === 'pulp2') return repository.baseUrl;
+    if (this.modeFor(repository.name) === 'serve') return undefined;
+    if (repository.baseUrl !== undefined) return repository.baseUrl;
+    if (this.config.redirect.url !== undefined)
+      return `${this.config.redirect.url.replace(/\/+$/, '')}/${repository.name}`;
+    return undefined; // redirect mode, but nowhere to redirect to: serve the bytes ourselves
+  }
+
+  private redirect(base: string, relative: string, headers: Headers): Answer {
+    return {
+      kind: 'redirect',
+      status: this.config.redirect.status,
+      location: redirectUrl(this.config.redirect, base, relative),
+      headers,
+    };
+  }
+
+  private choosePlatform(index: ManifestEntry, digest: string): string {
+    const children = index.children ?? [];
+    const { os, architecture, variant } = this.platform;
+    const exact = children.find(
+      (child) =>
+        child.platform?.os === os &&
+        child.platform.architecture === architecture &&
+        (variant === undefined || child.platform.variant === variant),
+    );
+    if (exact) return exact.digest;
+    throw new RegistryError(
+      'MANIFEST_UNKNOWN',
+      `${digest} is an index without a ${this.config.defaultPlatform} image, and the client does not accept indexes`,
+    );
+  }
+
+  async manifest(name: string, reference: Reference, accepted: Accepted, head: boolean): Promise<Answer> {
+    const cached = await this.repository(name);
+    const { repository } = cached;
+    if (repository.pulp) {
+      const ref = reference.tag ?? reference.digest;
+      return this.redirect(repository.pulp.url, craneManifestPath(repository.pulp, ref, accepted), {});
+    }
+    let digest = reference.digest ?? repository.tags.get(reference.tag);
+    let entry = digest === undefined ? undefined : repository.manifests.get(digest);
+    if (digest === undefined || entry === undefined) {
+      const what = reference.tag === undefined ? `manifest ${reference.digest}` : `tag "${reference.tag}"`;
+      throw new RegistryError('MANIFEST_UNKNOWN', `${name} has no ${what}`, {
+        name,
+        reference: reference.tag ?? reference.digest,
+      });
+    }
+    // Negotiation: an index to a client that does not take this kind of index → the configured platform's image.
+    if (
+      isIndexMediaType(entry.mediaType) &&
+      !accepts(accepted, entry.mediaType) &&
+      reference.tag !== undefined
+    ) {
+      digest = this.choosePlatform(entry, digest);
+      entry = repository.manifests.get(digest);
+      if (!entry)
+        throw new RegistryError('MANIFEST_UNKNOWN', `${name} lacks the platform manifest ${digest}`);
+    }
+    const headers: Headers = {
+      'content-type': entry.mediaType,
+      'docker-content-digest': digest,
+      etag: `"${digest}"`,
+    };
+    if (head)
+      return {
+        kind: 'bytes',
+        status: 200,
+        headers: { ...headers, 'content-length': String(entry.size) },
+        body: Buffer.alloc(0),
+      };
+    const base = this.redirectBase(cached);
+    if (base !== undefined)
+      return this.redirect(base, TreeLayout.manifestUrlPath(entry.mediaType, digest), headers);
+    const body = await this.readManifest(digest, entry.mediaType, entry.size);
+    return {
+      kind: 'bytes',
+      status: 200,
+      headers: { ...headers, 'cache-control': reference.digest ? IMMUTABLE : 'no-cache' },
+      body,
+    };
+  }
+
+  /** Manifest bytes from the content store, verified against their digest the first time they are read. */
+  private async readManifest(digest: string, mediaType: ManifestMediaType, size: number): Promise<Buffer> {
+    const hit = this.manifestBytes?.get(digest);
+    if (hit) return hit;
+    let bytes: Buffer;
+    try {
+      bytes = await fs.readFile(this.tree.layout.contentPath(digest));
+    } catch (error) {
+      this.log.error(
+        { digest, err: (error as Error).message },
+        'a manifest the record names is missing from the tree',
+      );
+      throw new RegistryError('UNKNOWN', 'the manifest content is missing; the operator has been told');
+    }
+    if (bytes.length !== size || digestLike(digest, bytes) !== digest) {
+      this.log.error({ digest, mediaType }, 'a manifest in the tree does not match its digest');
+      throw new RegistryError('UNKNOWN', 'the manifest content is corrupt; the operator has been told');
+    }
+    this.manifestBytes?.set(digest, bytes);
+    return bytes;
+  }
+
+  async blob(name: string, digest: string, head: boolean): Promise<Answer> {
+    const cached = await this.repository(name);
+    const { repository } = cached;
+    if (repository.pulp) return this.redirect(repository.pulp.url, `blobs/${digest}`, {});
+    const size = repository.blobs.get(digest) ?? repository.manifests.get(digest)?.size;
+    if (size === undefined)
+      throw new RegistryError('BLOB_UNKNOWN', `${name} has no blob ${digest}`, { name, digest });
+    const headers: Headers = { 'docker-content-digest': digest, etag: `"${digest}"` };
+    const base = this.redirectBase(cached);
+    if (head && base !== undefined) {
+      // Existence checks are answered from the record, without a round trip to the CDN.
+      const type = { 'content-type': 'application/octet-stream', 'content-length': String(size) };
+      return { kind: 'bytes', status: 200, headers: { ...headers, ...type }, body: Buffer.alloc(0) };
+    }
+    if (base !== undefined) {
+      const manifest = repository.manifests.get(digest);
+      const relative = manifest
+        ? TreeLayout.manifestUrlPath(manifest.mediaType, digest)
+        : TreeLayout.blobUrlPath(digest);
+      return this.redirect(base, relative, headers);
+    }
+    return {
+      kind: 'file',
+      path: this.tree.layout.contentPath(digest),
+      size,
+      etag: `"${digest}"`,
+      headers: { ...headers, 'content-type': 'application/octet-stream', 'cache-control': IMMUTABLE },
+    };
+  }
+
+  async tags(name: string, query: { n?: string | undefined; last?: string | undefined }): Promise<Answer> {
+    const cached = await this.repository(name);
+    if (cached.repository.pulp) return this.redirect(cached.repository.pulp.url, 'tags/list', {});
+    const max = this.config.tags.maxPageSize;
+    const n = parsePageSize(query.n, max) ?? max;
+    const list = cached.tagList;
+    const start = query.last === undefined ? 0 : upperBound(list, query.last);
+    const page = list.slice(start, start + n);
+    const headers: Headers = {};
+    const last = page[page.length - 1];
+    if (start + n < list.length && last !== undefined) {
+      headers.link = `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`;
+    }
+    return jsonAnswer({ name, tags: page }, headers);
+  }
+
+  async catalog(query: { n?: string | undefined; last?: string | undefined }): Promise<Answer> {
+    const { defaultPageSize, maxPageSize } = this.config.catalog;
+    const n = parsePageSize(query.n, maxPageSize) ?? defaultPageSize;
+    const names: string[] = [];
+    let more = false;
+    for await (const name of this.tree.walkNames(query.last === undefined ? {} : { after: query.last })) {
+      if (names.length === n) {
+        more = true;
+        break;
+      }
+      names.push(name);
+    }
+    const headers: Headers = {};
+    const last = names[names.length - 1];
+    if (more && last !== undefined)
+      headers.link = `</v2/_catalog?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`;
+    return jsonAnswer({ repositories: names }, headers);
+  }
+
+  async referrers(name: string, digest: string, artifactType: string | undefined): Promise<Answer> {
+    const cached = await this.repository(name);
+    const found = cached.referrers().get(digest) ?? [];
+    const manifests = [];
+    for (const [referrer, entry] of found) {
+      if (artifactType !== undefined && entry.artifactType !== artifactType) continue;
+      manifests.push({
+        mediaType: entry.mediaType,
+        digest: referrer,
+        size: entry.size,
+        ...(entry.artifactType === undefined ? {} : { artifactType: entry.artifactType }),
+        ...(entry.annotations === undefined ? {} : { annotations: entry.annotations }),
+      });
+    }
+    const headers: Headers = { 'content-type': OCI_INDEX };
+    if (artifactType !== undefined) headers['oci-filters-applied'] = 'artifactType';
+    return jsonAnswer({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }, headers);
+  }
+}
+
+/** The index of the first element of sorted `list` greater than `value`. */
+function upperBound(list: readonly string[], value: string): number {
+  let low = 0;
+  let high = list.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if ((list[mid] ?? '') <= value) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}

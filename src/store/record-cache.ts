@@ -1,0 +1,104 @@
+/**
+ * The read side of the published tree: a repository's record, parsed once and re-used only while `stat` says the
+ * file is the same (device, inode, size, mtime, ctime). One `stat` per request, and a read only when the record
+ * changed — so a publish, a replacement, an in-place edit or a removal is seen by the very next request, with no
+ * polling and no watcher. Also what is derived from a record for the hot paths: the sorted tag array and the
+ * referrers of each subject.
+ */
+import { promises as fs, type Stats } from 'node:fs';
+import path from 'node:path';
+import { LRUCache } from 'lru-cache';
+import type { TreeLayout } from './layout.ts';
+import type { ManifestEntry } from './record-schema.ts';
+import { parseRecord, RecordError, type Repository } from './record.ts';
+
+export interface CachedRepository {
+  repository: Repository;
+  /** Tags in byte order (the record keeps them sorted). */
+  tagList: readonly string[];
+  /** subject digest → [referrer digest, entry] (built on first use). */
+  referrers(): ReadonlyMap<string, readonly (readonly [string, ManifestEntry])[]>;
+}
+
+export type RecordResult =
+  { found: true; cached: CachedRepository } | { found: false } | { found: false; error: RecordError };
+
+interface Entry {
+  signature: string;
+  cached: CachedRepository;
+}
+
+function signatureOf(stat: Stats): string {
+  return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
+}
+
+function derive(repository: Repository): CachedRepository {
+  let referrers: Map<string, (readonly [string, ManifestEntry])[]> | undefined;
+  return {
+    repository,
+    tagList: [...repository.tags.keys()],
+    referrers() {
+      if (!referrers) {
+        referrers = new Map();
+        for (const [digest, entry] of repository.manifests) {
+          if (entry.subject === undefined) continue;
+          const list = referrers.get(entry.subject) ?? [];
+          list.push([digest, entry] as const);
+          referrers.set(entry.subject, list);
+        }
+      }
+      return referrers;
+    },
+  };
+}
+
+export class RecordCache {
+  private readonly cache: LRUCache<string, Entry> | undefined;
+  private readonly appRoot: Promise<string>;
+
+  constructor(
+    private readonly layout: TreeLayout,
+    maxEntries: number,
+  ) {
+    this.cache = maxEntries > 0 ? new LRUCache<string, Entry>({ max: maxEntries }) : undefined;
+    this.appRoot = fs.realpath(layout.appDir).catch(() => layout.appDir);
+  }
+
+  /** The record of `name` (already validated). Never throws for a bad record: returns its RecordError. */
+  async get(name: string): Promise<RecordResult> {
+    const file = this.layout.recordPath(name);
+    let stat: Stats;
+    try {
+      stat = await fs.stat(file);
+    } catch {
+      return { found: false };
+    }
+    if (!stat.isFile()) return { found: false };
+    const signature = signatureOf(stat);
+    const hit = this.cache?.get(file);
+    if (hit?.signature === signature) return { found: true, cached: hit.cached };
+
+    // Changed or new: make sure the path resolves inside v2/app (no symlink out of the tree), then read it.
+    const real = await fs.realpath(file).catch(() => undefined);
+    const root = await this.appRoot;
+    if (real === undefined || !real.startsWith(root + path.sep)) {
+      return { found: false, error: new RecordError(file, 'resolves outside v2/app (a symlink?); refused') };
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await fs.readFile(real);
+    } catch {
+      return { found: false };
+    }
+    try {
+      const repository = parseRecord(bytes, path.relative(this.layout.root, file), name);
+      const cached = derive(repository);
+      // Cache under the signature taken before the read: if the file changed meanwhile, the next stat differs.
+      this.cache?.set(file, { signature, cached });
+      return { found: true, cached };
+    } catch (error) {
+      if (error instanceof RecordError) return { found: false, error };
+      throw error;
+    }
+  }
+}
