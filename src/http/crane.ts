@@ -19,8 +19,8 @@ export function craneManifestPath(pulp: PulpCompat, ref: string, accepted: Accep
   // Crane compared the literal media types the client listed.
   const acceptsList = accepted.types.has(DOCKER_LIST);
   const acceptsSchema2 = accepted.types.has(DOCKER_MANIFEST);
-  if (acceptsList && pulp.manifestLists.has(ref)) return `manifests/list/${ref}`;
-  const amd64 = pulp.amd64Tags.get(ref);
+  if (acceptsList && pulp.version >= 4 && pulp.manifestLists.has(ref)) return `manifests/list/${ref}`;
+  const amd64 = pulp.version >= 4 ? pulp.amd64Tags.get(ref) : undefined;
   if (amd64) {
     if (acceptsSchema2) return `manifests/${amd64.schemaVersion}/${amd64.digest}`;
     if (amd64.schemaVersion === 1) return `manifests/1/${amd64.digest}`;
