@@ -39,7 +39,7 @@ export function addServeCommand(program: Command): void {
       throw error;
     }
     mkdirSync(config.dataDir, { recursive: true });
-    const tree = new Tree(config.dataDir);
+    const tree = new Tree(config.dataDir, { listingCache: config.cache.listings });
     const app = buildApp(config, tree);
     const { host, port } = splitListen(config.listen);
     try {

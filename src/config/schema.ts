@@ -85,8 +85,10 @@ export const configSchema = z.strictObject({
         .int()
         .nonnegative()
         .default(64 * 1024 * 1024), // 64 MiB
+      /** Directory listings of v2/app kept for _catalog (each validated by stat on use). */
+      listings: z.number().int().nonnegative().default(1000),
     })
-    .default({ records: 10000, manifestBytes: 64 * 1024 * 1024 }),
+    .default({ records: 10000, manifestBytes: 64 * 1024 * 1024, listings: 1000 }),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;
@@ -121,6 +123,7 @@ export const SCALAR_KEYS = {
   logLevel: 'string',
   'cache.records': 'number',
   'cache.manifestBytes': 'number',
+  'cache.listings': 'number',
   repositories: 'json',
 } as const satisfies Record<string, 'string' | 'number' | 'boolean' | 'json'>;
 

@@ -3,6 +3,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { LRUCache } from 'lru-cache';
 import { validateName } from '../oci/names.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { RECORD_SUFFIX, TreeLayout } from './layout.ts';
@@ -12,11 +13,35 @@ export type RecordLookup =
   | { found: true; repository: Repository; bytes: Buffer }
   | { found: false; reason: 'absent' | 'collision'; detail?: string };
 
+interface ListedEntry {
+  /** The entry as a part of a name: `base` for base.json, `dir/` for a directory. */
+  rel: string;
+  dir: boolean;
+  entry: string;
+}
+
+/** The index of the first entry whose rel sorts after `value`. */
+function upperBound(items: readonly ListedEntry[], value: string): number {
+  let low = 0;
+  let high = items.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (compareStrings(items[mid]?.rel ?? '', value) <= 0) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}
+
 export class Tree {
   readonly layout: TreeLayout;
+  private readonly listings:
+    LRUCache<string, { signature: string; items: readonly ListedEntry[] }> | undefined;
 
-  constructor(dataDir: string) {
+  /** `listingCache`: how many directory listings of v2/app to keep, validated by stat (0: none, for tools). */
+  constructor(dataDir: string, options: { listingCache?: number } = {}) {
     this.layout = new TreeLayout(dataDir);
+    const max = options.listingCache ?? 0;
+    this.listings = max > 0 ? new LRUCache({ max }) : undefined;
   }
 
   /** Reads a repository record; throws RecordError when the file exists but is not a valid record. */
@@ -98,35 +123,57 @@ export class Tree {
   }
 
   private async *walkDir(dir: string, prefix: string, after: string | undefined): AsyncGenerator<string> {
-    let entries;
+    const items = await this.listDir(dir);
+    let start = 0;
+    if (after?.startsWith(prefix)) {
+      // Entries are single components, so the only one that sorts at or before `after` but may hold names after
+      // it is the directory `after` runs through, and that is the entry just before the first one after it.
+      const rest = after.slice(prefix.length);
+      start = upperBound(items, rest);
+      const previous = items[start - 1];
+      if (previous?.dir && rest.startsWith(previous.rel)) start--;
+    }
+    for (let i = start; i < items.length; i++) {
+      const item = items[i];
+      if (!item) break;
+      if (item.dir) yield* this.walkDir(path.join(dir, item.entry), prefix + item.rel, after);
+      else yield prefix + item.rel;
+    }
+  }
+
+  /**
+   * The record files (`name`) and namespace directories (`name/`) of one directory of v2/app, sorted. With a
+   * listing cache, a listing is re-read only when the directory's stat changes (an entry added or removed).
+   */
+  private async listDir(dir: string): Promise<readonly ListedEntry[]> {
+    let stat;
     try {
-      entries = await fs.readdir(dir, { withFileTypes: true });
+      stat = await fs.stat(dir);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') return;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return [];
       throw error;
     }
-    const keyed: { key: string; dir: boolean; entry: string }[] = [];
+    const signature = `${stat.dev}:${stat.ino}:${stat.mtimeMs}:${stat.ctimeMs}`;
+    const hit = this.listings?.get(dir);
+    if (hit?.signature === signature) return hit.items;
+    const entries = await fs.readdir(dir, { withFileTypes: true }).catch((error: unknown) => {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+      throw error;
+    });
+    const items: ListedEntry[] = [];
     for (const entry of entries) {
       if (entry.isDirectory()) {
-        if (validateName(entry.name).ok)
-          keyed.push({ key: `${prefix}${entry.name}/`, dir: true, entry: entry.name });
+        if (validateName(entry.name).ok) items.push({ rel: `${entry.name}/`, dir: true, entry: entry.name });
       } else if (entry.isFile() && entry.name.endsWith(RECORD_SUFFIX)) {
         const base = entry.name.slice(0, -RECORD_SUFFIX.length);
-        if (validateName(base).ok) keyed.push({ key: `${prefix}${base}`, dir: false, entry: entry.name });
+        if (validateName(base).ok) items.push({ rel: base, dir: false, entry: entry.name });
       }
     }
-    keyed.sort((a, b) => compareStrings(a.key, b.key));
-    for (const item of keyed) {
-      if (item.dir) {
-        // Every name in this directory starts with item.key; skip it whole when all of them sort before `after`.
-        if (after !== undefined && compareStrings(item.key, after) < 0 && !after.startsWith(item.key))
-          continue;
-        yield* this.walkDir(path.join(dir, item.entry), item.key, after);
-      } else if (after === undefined || compareStrings(item.key, after) > 0) {
-        yield item.key;
-      }
-    }
+    items.sort((a, b) => compareStrings(a.rel, b.rel));
+    this.listings?.set(dir, { signature, items });
+    return items;
   }
 
   /** Every record, in order, parsed; invalid ones are yielded as errors rather than stopping the walk. */

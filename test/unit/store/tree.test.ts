@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { emptyRepository } from '../../../src/store/record.ts';
@@ -47,6 +47,30 @@ describe('walking v2/app in catalog order', () => {
     assert.deepEqual(await collect({ prefix: 'a' }), ['a', 'a/b', 'a/b/c']);
     assert.deepEqual(await collect({ prefix: 'library/' }), ['library/alpine', 'library/busybox']);
     assert.deepEqual(await collect({ prefix: 'nothing' }), []);
+  });
+});
+
+describe('the listing cache', () => {
+  const temp = tempDir();
+  after(() => temp.cleanup());
+
+  test('a cached listing is re-read as soon as a repository is added or removed', async () => {
+    const cached = new Tree(temp.dir, { listingCache: 10 });
+    const write = (name: string) =>
+      cached.writeRecord({ ...emptyRepository(name), updatedAt: '2026-01-01T00:00:00.000Z' });
+    const names = async (): Promise<string[]> => {
+      const out = [];
+      for await (const name of cached.walkNames()) out.push(name);
+      return out;
+    };
+    await write('b');
+    await write('ns/x');
+    assert.deepEqual(await names(), ['b', 'ns/x']);
+    await write('a');
+    await write('ns/y');
+    assert.deepEqual(await names(), ['a', 'b', 'ns/x', 'ns/y']);
+    rmSync(cached.layout.recordPath('b'));
+    assert.deepEqual(await names(), ['a', 'ns/x', 'ns/y']);
   });
 });
 
