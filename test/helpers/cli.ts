@@ -9,6 +9,8 @@ import path from 'node:path';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const CLI = path.join(REPO_ROOT, 'src', 'cli', 'main.ts');
+/** tsx's loader by URL, so the CLI runs from any working directory. */
+export const TSX = import.meta.resolve('tsx');
 
 export interface RunResult {
   code: number | null;
@@ -22,7 +24,7 @@ export function startDerrick(
   args: string[],
   options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
 ): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+  return spawn(process.execPath, ['--import', TSX, CLI, ...args], {
     cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
