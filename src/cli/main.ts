@@ -80,13 +80,19 @@ export function buildProgram(): Command {
       run(async (sourceSpec: string, targets: string[], opts: Record<string, unknown>) => {
         const tree = new Tree(String(opts.dataDir));
         const byName = new Map<string, string[]>();
+        const bare = new Set<string>();
         for (const target of targets) {
           if (target.includes('@'))
             throw new PublishError(`"${target}": publish to <name>[:<tag>], not to a digest`);
           const { name, tag } = splitNameAndTag(target);
+          if (tag === undefined) bare.add(name);
           byName.set(name, [...(byName.get(name) ?? []), ...(tag === undefined ? [] : [tag])]);
         }
-        const destinations: Destination[] = [...byName].map(([name, tags]) => ({ name, tags }));
+        // `app app:v1` means latest and v1; a bare name alone leaves the default to the publisher.
+        const destinations: Destination[] = [...byName].map(([name, tags]) => ({
+          name,
+          tags: bare.has(name) && tags.length > 0 && opts.allTags !== true ? ['latest', ...tags] : tags,
+        }));
         const baseUrl = typeof opts.baseUrl === 'string' ? opts.baseUrl : undefined;
         if (baseUrl !== undefined && !/^https?:\/\/[^/\s]+/.test(baseUrl)) {
           throw new PublishError(`--base-url "${baseUrl}" is not an http(s) URL`);

@@ -49,12 +49,7 @@ export function addServeCommand(program: Command): void {
       process.exitCode = 1;
       return;
     }
-    const address = app.server.address();
-    const shown =
-      typeof address === 'object' && address ? `${address.address}:${address.port}` : config.listen;
-    process.stderr.write(
-      `derrick: serving ${tree.layout.root} on ${config.tls ? 'https' : 'http'}://${shown} (mode ${config.mode})\n`,
-    );
+    // Handlers before the ready line: a supervisor may signal as soon as it reads it.
     const stop = (): void => {
       void app.close().then(() => {
         process.exitCode = 0;
@@ -62,5 +57,11 @@ export function addServeCommand(program: Command): void {
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    const address = app.server.address();
+    const shown =
+      typeof address === 'object' && address ? `${address.address}:${address.port}` : config.listen;
+    process.stderr.write(
+      `derrick: serving ${tree.layout.root} on ${config.tls ? 'https' : 'http'}://${shown} (mode ${config.mode})\n`,
+    );
   });
 }

@@ -17,7 +17,7 @@ import { parseAccept } from './accept.ts';
 import type { Answer } from './answers.ts';
 import { parsePath } from './paths.ts';
 import { Registry } from './registry.ts';
-import { sendFile } from './send-file.ts';
+import { etagMatches, sendFile } from './send-file.ts';
 
 const API_VERSION_HEADER = 'docker-distribution-api-version';
 const API_VERSION = 'registry/2.0';
@@ -47,12 +47,7 @@ async function write(request: FastifyRequest, reply: FastifyReply, answer: Answe
       return;
     case 'bytes': {
       const etag = answer.headers.etag;
-      const match = request.headers['if-none-match'];
-      if (
-        etag !== undefined &&
-        match !== undefined &&
-        match.split(',').some((value) => value.trim() === etag)
-      ) {
+      if (etag !== undefined && etagMatches(request.headers['if-none-match'], etag)) {
         await reply.code(304).headers(answer.headers).send();
         return;
       }
@@ -90,8 +85,25 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
   }) as unknown as FastifyInstance;
   const registry = new Registry(config, tree, app.log);
 
-  app.addHook('onRequest', (_request, reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
     void reply.header(API_VERSION_HEADER, API_VERSION);
+    // Refuse writes before any body is read or parsed: derrick is read-only, whatever the body holds.
+    if (
+      request.method !== 'GET' &&
+      request.method !== 'HEAD' &&
+      (request.url === '/v2' || request.url.startsWith('/v2/'))
+    ) {
+      void reply.header('allow', 'GET, HEAD');
+      sendError(
+        request,
+        reply,
+        new RegistryError(
+          'UNSUPPORTED',
+          `${request.method} is not supported: derrick is a read-only registry; publish with derrick publish`,
+        ),
+      );
+      return;
+    }
     done();
   });
 
@@ -112,7 +124,11 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
     const url = request.raw.url ?? '/';
     const queryAt = url.indexOf('?');
     const route = parsePath(queryAt === -1 ? url : url.slice(0, queryAt));
-    const query = request.query as Record<string, string | undefined>;
+    // A repeated parameter counts by its first value, as distribution reads it.
+    const raw = request.query as Record<string, string | string[] | undefined>;
+    const query = Object.fromEntries(
+      Object.entries(raw).map(([key, value]) => [key, Array.isArray(value) ? value[0] : value]),
+    ) as Record<string, string | undefined>;
     const head = request.method === 'HEAD';
     switch (route.kind) {
       case 'base':
@@ -141,19 +157,11 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
 
   for (const url of ['/v2', '/v2/', '/v2/*']) {
     app.route({ method: [...READ_METHODS], url, handler });
+    // Reached only if the onRequest hook let a write through; it never does, but the route keeps 405 explicit.
     app.route({
       method: [...WRITE_METHODS],
       url,
-      handler: (request, reply) => {
-        sendError(
-          request,
-          reply,
-          new RegistryError(
-            'UNSUPPORTED',
-            `${request.method} is not supported: derrick is a read-only registry; publish with derrick publish`,
-          ),
-        );
-      },
+      handler: () => Promise.reject(new RegistryError('UNSUPPORTED')),
     });
   }
   return app;

@@ -11,7 +11,8 @@ import type { Answer } from './answers.ts';
 
 type FileAnswer = Extract<Answer, { kind: 'file' }>;
 
-function etagMatches(header: string | undefined, etag: string): boolean {
+/** If-None-Match against an ETag: weak comparison, `*` matches (RFC 9110 §13.1.2). */
+export function etagMatches(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false;
   return header.split(',').some((candidate) => {
     const value = candidate.trim().replace(/^W\//, '');
@@ -46,18 +47,19 @@ export async function sendFile(
   answer: FileAnswer,
 ): Promise<void> {
   const { size, etag } = answer;
-  void reply.headers(answer.headers).header('accept-ranges', 'bytes');
   if (etagMatches(request.headers['if-none-match'], etag)) {
-    await reply.code(304).send();
+    await reply.code(304).headers(answer.headers).send();
     return;
   }
   const ifRange = request.headers['if-range'];
   const range =
     ifRange === undefined || ifRange === etag ? parseRange(request.headers.range, size) : undefined;
   if (range === 'unsatisfiable') {
-    void reply.header('content-range', `bytes */${size}`);
+    // An error, not the content: none of the content's (year-long cacheable) headers.
+    void reply.header('content-range', `bytes */${size}`).header('accept-ranges', 'bytes');
     throw new RegistryError('RANGE_INVALID', `the range is outside the ${size} bytes of this blob`);
   }
+  void reply.headers(answer.headers).header('accept-ranges', 'bytes');
   const start = range?.start ?? 0;
   const end = range?.end ?? size - 1;
   const length = size === 0 ? 0 : end - start + 1;

@@ -54,14 +54,13 @@ function derive(repository: Repository): CachedRepository {
 
 export class RecordCache {
   private readonly cache: LRUCache<string, Entry> | undefined;
-  private readonly appRoot: Promise<string>;
+  private appRoot: string | undefined;
 
   constructor(
     private readonly layout: TreeLayout,
     maxEntries: number,
   ) {
     this.cache = maxEntries > 0 ? new LRUCache<string, Entry>({ max: maxEntries }) : undefined;
-    this.appRoot = fs.realpath(layout.appDir).catch(() => layout.appDir);
   }
 
   /** The record of `name` (already validated). Never throws for a bad record: returns its RecordError. */
@@ -80,7 +79,9 @@ export class RecordCache {
 
     // Changed or new: make sure the path resolves inside v2/app (no symlink out of the tree), then read it.
     const real = await fs.realpath(file).catch(() => undefined);
-    const root = await this.appRoot;
+    // v2/app may not exist when the server starts (or be a symlink): resolve it once it does.
+    this.appRoot ??= await fs.realpath(this.layout.appDir).catch(() => undefined);
+    const root = this.appRoot ?? this.layout.appDir;
     if (real === undefined || !real.startsWith(root + path.sep)) {
       return { found: false, error: new RecordError(file, 'resolves outside v2/app (a symlink?); refused') };
     }

@@ -107,6 +107,14 @@ describe('publish from an OCI layout', { concurrency: 4 }, () => {
     assert.equal(statSync(tree.layout.blobLinkPath('b', layer)).ino, inode);
   });
 
+  test('a bare name beside tagged ones means latest too', async () => {
+    const layout = fresh('layout');
+    const data = fresh('data');
+    await singleImageLayout(layout);
+    await publishOk([`oci:${layout}`, 'bare', 'bare:v1', '--data-dir', data]);
+    assert.deepEqual([...(await record(data, 'bare')).tags.keys()], ['latest', 'v1']);
+  });
+
   test('--all-tags publishes every named image under its own name', async () => {
     const layout = fresh('layout');
     const data = fresh('data');

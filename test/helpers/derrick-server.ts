@@ -1,0 +1,131 @@
+/**
+ * `derrick serve` as the real CLI (from source, through tsx), on 127.0.0.1 and a port the kernel picks, for
+ * end-to-end tests with real clients. The port comes from the line the CLI prints once it listens:
+ * `derrick: serving <dir> on http://127.0.0.1:<port> (mode …)`.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { startDerrick } from './cli.ts';
+
+const READY = /^derrick: serving (.+) on (https?):\/\/127\.0\.0\.1:(\d+) \(mode (\w+)\)$/m;
+
+export interface DerrickServer {
+  /** `127.0.0.1:<port>`: what goes before the repository name in an image reference. */
+  host: string;
+  port: number;
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** The mode the CLI reports. */
+  mode: string;
+  /** Everything the server printed so far (stdout and stderr). */
+  output: () => string;
+  /**
+   * SIGTERM, then SIGKILL if it has not exited after `graceMs`. Resolves to how it ended; `killed` says the
+   * SIGKILL was needed. Stopping twice is harmless.
+   */
+  stop: (graceMs?: number) => Promise<{ code: number | null; signal: string | null; killed: boolean }>;
+}
+
+export interface DerrickServerOptions {
+  /** More `serve` flags, e.g. `['--mode', 'redirect', '--redirect-url', url]`. */
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** How long to wait for the "serving" line (tsx compiles the CLI first, which is slow on a busy box). */
+  timeoutMs?: number;
+}
+
+function exited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
+  if (exited(child)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/** Starts `derrick serve --data-dir <dataDir> --listen 127.0.0.1:0 --access-log false <args>`. */
+export async function startDerrickServer(
+  dataDir: string,
+  options: DerrickServerOptions = {},
+): Promise<DerrickServer> {
+  const args = [
+    'serve',
+    '--data-dir',
+    dataDir,
+    '--listen',
+    '127.0.0.1:0',
+    '--access-log',
+    'false',
+    ...(options.args ?? []),
+  ];
+  const child = startDerrick(args, options.env ? { env: options.env } : {});
+  let output = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    stderr += chunk.toString();
+  });
+  let killed = false;
+  const stop = async (graceMs = 5000) => {
+    if (!exited(child)) {
+      child.kill('SIGTERM');
+      if (!(await waitForExit(child, graceMs))) {
+        killed = true;
+        child.kill('SIGKILL');
+        await waitForExit(child, 5000);
+      }
+    }
+    return { code: child.exitCode, signal: child.signalCode, killed };
+  };
+
+  const timeoutMs = options.timeoutMs ?? 30000;
+  const ready = await new Promise<RegExpExecArray>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      finish();
+      reject(new Error(`derrick serve printed no "serving" line within ${timeoutMs} ms:\n${output}`));
+    }, timeoutMs);
+    const onData = (): void => {
+      const match = READY.exec(stderr);
+      if (match) {
+        finish();
+        resolve(match);
+      }
+    };
+    const onExit = (code: number | null, signal: string | null): void => {
+      finish();
+      reject(new Error(`derrick serve exited (${signal ?? code}) before listening:\n${output}`));
+    };
+    const onError = (error: Error): void => {
+      finish();
+      reject(error);
+    };
+    function finish(): void {
+      clearTimeout(timer);
+      child.stderr?.off('data', onData);
+      child.off('exit', onExit);
+      child.off('error', onError);
+    }
+    child.stderr?.on('data', onData);
+    child.once('exit', onExit);
+    child.once('error', onError);
+  }).catch(async (error: unknown) => {
+    await stop();
+    throw error;
+  });
+
+  const [, , scheme = 'http', port = '', mode = ''] = ready;
+  return {
+    host: `127.0.0.1:${port}`,
+    port: Number(port),
+    url: `${scheme}://127.0.0.1:${port}`,
+    mode,
+    output: () => output,
+    stop,
+  };
+}

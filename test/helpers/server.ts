@@ -1,0 +1,240 @@
+/**
+ * Serving real published trees in integration tests: publish into a temp tree (in-process, or through the real
+ * CLI), build the real app over it with a config from loadConfig, and talk to it with app.inject() or — when the
+ * raw bytes of the request line matter (dot segments, which inject normalises) or a real socket is needed — with
+ * node:http against app.listen() on 127.0.0.1, port 0.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config/load.ts';
+import type { Config, ScalarKey } from '../../src/config/schema.ts';
+import { buildApp } from '../../src/http/app.ts';
+import { splitNameAndTag } from '../../src/oci/names.ts';
+import { openSource } from '../../src/publish/open-source.ts';
+import { silentProgress } from '../../src/publish/progress.ts';
+import { publish, type Destination, type PublishResult } from '../../src/publish/publisher.ts';
+import { Tree } from '../../src/store/tree.ts';
+import { runDerrick } from './cli.ts';
+import { LayoutBuilder, type Descriptor } from './images.ts';
+
+export const API_VERSION_HEADER = 'docker-distribution-api-version';
+export const API_VERSION = 'registry/2.0';
+
+export type Flags = Partial<Record<ScalarKey, string>>;
+
+/** The serve configuration for `dataDir`, through the real loader (flags as `derrick serve --<key>` gives them). */
+export function serveConfig(dataDir: string, flags: Flags = {}): Config {
+  return loadConfig({ flags: { dataDir, accessLog: 'false', logLevel: 'silent', ...flags } });
+}
+
+/**
+ * The real app over the tree at `dataDir`, logging nothing, with the Tree made as `derrick serve` makes it (its
+ * directory-listing cache sized by the config). Close it in an after hook.
+ */
+export function serveApp(dataDir: string, flags: Flags = {}): FastifyInstance {
+  const config = serveConfig(dataDir, flags);
+  const tree = new Tree(config.dataDir, { listingCache: config.cache.listings });
+  return buildApp(config, tree, { logger: pino({ level: 'silent' }) });
+}
+
+/** Publishes `source` (`oci:<dir>[:<ref>]`) as `targets` (`name[:tag]`), in-process (no CLI spawn). */
+export async function publishInto(
+  dataDir: string,
+  source: string,
+  targets: string[],
+  options: { baseUrl?: string; protected?: boolean } = {},
+): Promise<PublishResult> {
+  const tree = new Tree(dataDir);
+  const byName = new Map<string, string[]>();
+  for (const target of targets) {
+    const { name, tag } = splitNameAndTag(target);
+    byName.set(name, [...(byName.get(name) ?? []), ...(tag === undefined ? [] : [tag])]);
+  }
+  const destinations: Destination[] = [...byName].map(([name, tags]) => ({ name, tags }));
+  return publish({
+    tree,
+    openSource: () => openSource(source, tree.layout),
+    destinations,
+    allTags: false,
+    baseUrl: options.baseUrl,
+    protected: options.protected,
+    lockTimeoutMs: 30_000,
+    progress: silentProgress,
+  });
+}
+
+/** Runs the real `derrick <command> … --data-dir <dataDir>` and fails the test when it does not exit 0. */
+export async function derrickOk(dataDir: string, args: string[]): Promise<string> {
+  const result = await runDerrick([...args, '--data-dir', dataDir], { env: { DERRICK_DEBUG: '' } });
+  assert.equal(result.code, 0, `derrick ${args.join(' ')} failed: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** Writes a record file as is (any JSON value, or raw text) at v2/app/<name>.json. */
+export async function writeRecordFile(dataDir: string, name: string, content: unknown): Promise<string> {
+  const file = path.join(dataDir, 'v2', 'app', ...name.split('/')) + '.json';
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await fs.writeFile(file, typeof content === 'string' ? content : JSON.stringify(content, null, 1));
+  return file;
+}
+
+export function sha256Of(bytes: Uint8Array | string): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/** What both inject() and rawRequest() answer with, for the shared assertions below. */
+export interface Answered {
+  statusCode: number;
+  headers: http.IncomingHttpHeaders | Record<string, string | string[] | number | undefined>;
+  body: string;
+}
+
+export function header(answer: Answered, name: string): string | undefined {
+  const value = answer.headers[name.toLowerCase()];
+  if (value === undefined) return undefined;
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
+export function assertApiVersion(answer: Answered): void {
+  assert.equal(header(answer, API_VERSION_HEADER), API_VERSION, `no ${API_VERSION_HEADER} header`);
+}
+
+/**
+ * An OCI error answer: `status`, the API version header, and a body that is exactly
+ * `{"errors":[{"code","message","detail"}]}` with `code`. Returns the error for further checks.
+ */
+export function assertOciError(
+  answer: Answered,
+  status: number,
+  code: string,
+): { code: string; message: string; detail: unknown } {
+  assert.equal(
+    answer.statusCode,
+    status,
+    `expected ${status} ${code}, got ${answer.statusCode}: ${answer.body}`,
+  );
+  assertApiVersion(answer);
+  assert.match(header(answer, 'content-type') ?? '', /^application\/json/);
+  const body = JSON.parse(answer.body) as { errors?: unknown };
+  assert.deepEqual(Object.keys(body), ['errors']);
+  assert.ok(Array.isArray(body.errors) && body.errors.length === 1, `one error expected: ${answer.body}`);
+  const error = body.errors[0] as Record<string, unknown>;
+  assert.deepEqual(Object.keys(error).sort(), ['code', 'detail', 'message']);
+  assert.equal(error.code, code, `expected code ${code}: ${answer.body}`);
+  assert.equal(typeof error.message, 'string');
+  return error as { code: string; message: string; detail: unknown };
+}
+
+/** Listens on 127.0.0.1, port 0; returns the port. */
+export async function listenLocal(app: FastifyInstance): Promise<number> {
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  assert.ok(address !== null && typeof address === 'object');
+  return address.port;
+}
+
+/**
+ * One request with the path sent byte for byte as given (no URL normalisation), on a fresh connection. A header
+ * given as an array is sent as one line per value.
+ */
+export function rawRequest(
+  port: number,
+  method: string,
+  rawPath: string,
+  headers: Record<string, string | string[]> = {},
+): Promise<Answered & { bytes: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      { host: '127.0.0.1', port, method, path: rawPath, headers, agent: false },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          const bytes = Buffer.concat(chunks);
+          resolve({
+            statusCode: response.statusCode ?? 0,
+            headers: response.headers,
+            body: bytes.toString('utf8'),
+            bytes,
+          });
+        });
+      },
+    );
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+/** The images most serve tests publish, all in one OCI layout, each under its own ref name. */
+export interface Fixtures {
+  /** The layout directory: publish `oci:<dir>:<ref>`. */
+  dir: string;
+  /** ref `single`: one linux/amd64 OCI image. */
+  single: Descriptor;
+  /** ref `other`: another OCI image (different layer). */
+  other: Descriptor;
+  /** ref `multi`: an OCI index of linux/amd64 and linux/arm64/v8. */
+  multi: { index: Descriptor; amd64: Descriptor; arm64: Descriptor };
+  /** ref `dockerlist`: a Docker manifest list of Docker schema 2 images, linux/amd64 and linux/arm64/v8. */
+  dockerList: { list: Descriptor; amd64: Descriptor; arm64: Descriptor };
+  /** ref `noamd64`: an OCI index of linux/arm64/v8 and linux/s390x only. */
+  noAmd64: { index: Descriptor; children: Descriptor[] };
+  /** ref `signed`: an image, and an unnamed artifact (a signature) whose subject it is. */
+  signed: { image: Descriptor; artifact: Descriptor; artifactType: string };
+}
+
+export const SIGNATURE_TYPE = 'application/vnd.example.signature.v1';
+
+export async function buildFixtures(dir: string): Promise<Fixtures> {
+  const builder = new LayoutBuilder(dir);
+  const amd64 = { os: 'linux', architecture: 'amd64' };
+  const arm64 = { os: 'linux', architecture: 'arm64', variant: 'v8' };
+  const single = await builder.image({ files: { 'hello.txt': 'single\n' } });
+  const other = await builder.image({ files: { 'hello.txt': 'other\n' } });
+  const multi = {
+    amd64: await builder.image({ platform: amd64, files: { 'arch.txt': 'amd64\n' } }),
+    arm64: await builder.image({ platform: arm64, files: { 'arch.txt': 'arm64\n' } }),
+  };
+  const multiIndex = builder.index([multi.amd64, multi.arm64]);
+  const docker = {
+    amd64: await builder.image({ platform: amd64, docker: true, files: { 'arch.txt': 'docker amd64\n' } }),
+    arm64: await builder.image({ platform: arm64, docker: true, files: { 'arch.txt': 'docker arm64\n' } }),
+  };
+  const dockerList = builder.index([docker.amd64, docker.arm64], true);
+  const noAmd64Children = [
+    await builder.image({ platform: arm64, files: { 'arch.txt': 'only arm64\n' } }),
+    await builder.image({
+      platform: { os: 'linux', architecture: 's390x' },
+      files: { 'arch.txt': 's390x\n' },
+    }),
+  ];
+  const noAmd64 = builder.index(noAmd64Children);
+  const signedImage = await builder.image({ files: { 'hello.txt': 'signed\n' } });
+  const artifact = builder.artifact(signedImage, SIGNATURE_TYPE, 'signature-bytes', {
+    'org.example.signer': 'test',
+  });
+  builder
+    .add(single, 'single')
+    .add(other, 'other')
+    .add(multiIndex, 'multi')
+    .add(dockerList, 'dockerlist')
+    .add(noAmd64, 'noamd64')
+    .add(signedImage, 'signed')
+    .add(artifact)
+    .write();
+  return {
+    dir,
+    single,
+    other,
+    multi: { index: multiIndex, ...multi },
+    dockerList: { list: dockerList, ...docker },
+    noAmd64: { index: noAmd64, children: noAmd64Children },
+    signed: { image: signedImage, artifact, artifactType: SIGNATURE_TYPE },
+  };
+}
