@@ -65,7 +65,7 @@ export function parsePath(pathname: string): Route {
 /** Parses `n` (a positive integer) of a paginated request; undefined when absent. */
 export function parsePageSize(value: string | undefined, max: number): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^[1-9][0-9]{0,9}$/.test(value)) {
+  if (!/^[1-9][0-9]*$/.test(value)) {
     throw new RegistryError('PAGINATION_NUMBER_INVALID', `n must be a positive integer, got "${value}"`);
   }
   return Math.min(Number(value), max);

@@ -50,12 +50,20 @@ export class Registry {
   /** The repository, or NAME_UNKNOWN; a broken record is logged with its path and answered as a generic 500. */
   async repository(name: string): Promise<CachedRepository> {
     const result = await this.records.get(name);
-    if (result.found) return result.cached;
+    // A protected repository is never served to anonymous clients, and, as Crane did, looks exactly like one
+    // that does not exist. (Authentication, which can open it, is not there yet: nobody is anything but anonymous.)
+    if (result.found && !result.cached.repository.protected) return result.cached;
     if ('error' in result) {
       this.log.error({ file: result.error.file, err: result.error.message }, 'unreadable repository record');
       throw new RegistryError('UNKNOWN', 'the repository record cannot be read; the operator has been told');
     }
     throw new RegistryError('NAME_UNKNOWN', `repository "${name}" is not known to this registry`, { name });
+  }
+
+  /** Whether the catalog may name this repository: not when it is protected (or its record is unreadable). */
+  private async visible(name: string): Promise<boolean> {
+    const result = await this.records.get(name);
+    return !result.found || !result.cached.repository.protected;
   }
 
   private modeFor(name: string): 'redirect' | 'serve' {
@@ -224,6 +232,7 @@ export class Registry {
     const names: string[] = [];
     let more = false;
     for await (const name of this.tree.walkNames(query.last === undefined ? {} : { after: query.last })) {
+      if (!(await this.visible(name))) continue;
       if (names.length === n) {
         more = true;
         break;
