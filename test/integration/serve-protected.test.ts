@@ -26,8 +26,7 @@ before(async () => {
   const result = await publishInto(dataDir, `oci:${secret}:latest`, ['secret/app:1'], { protected: true });
   assert.equal(result.repositories[0]?.tags['1'], image.digest);
   await publishInto(dataDir, `oci:${open}`, ['open/app:1']);
-  layer =
-    (await import('node:fs')).readdirSync(path.join(dataDir, 'v2', 'web', 'secret', 'app', 'blobs'))[0] ?? '';
+  layer = readdirSync(path.join(dataDir, 'v2', 'web', 'secret', 'app', 'blobs'))[0] ?? '';
   app = serveApp(dataDir, { mode: 'redirect', 'redirect.url': 'http://cdn.example.test' });
 });
 after(async () => {
