@@ -73,6 +73,8 @@ export const configSchema = z.strictObject({
       keepAliveSeconds: z.number().nonnegative().default(72),
     })
     .default({ requestSeconds: 300, headersSeconds: 60, keepAliveSeconds: 72 }),
+  /** Processes serving (Node cluster), all answering from the same tree; 0 = one per CPU. */
+  workers: z.number().int().min(0).max(256).default(0),
   accessLog: z.boolean().default(true),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   cache: z
@@ -119,6 +121,7 @@ export const SCALAR_KEYS = {
   'timeouts.requestSeconds': 'number',
   'timeouts.headersSeconds': 'number',
   'timeouts.keepAliveSeconds': 'number',
+  workers: 'number',
   accessLog: 'boolean',
   logLevel: 'string',
   'cache.records': 'number',

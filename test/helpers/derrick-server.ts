@@ -16,6 +16,8 @@ export interface DerrickServer {
   url: string;
   /** The mode the CLI reports. */
   mode: string;
+  /** The serving process (the cluster primary when there are workers). */
+  pid: number;
   /** Everything the server printed so far (stdout and stderr). */
   output: () => string;
   /**
@@ -125,6 +127,7 @@ export async function startDerrickServer(
     port: Number(port),
     url: `${scheme}://127.0.0.1:${port}`,
     mode,
+    pid: child.pid ?? 0,
     output: () => output,
     stop,
   };
