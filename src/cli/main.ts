@@ -1,19 +1,12 @@
 /**
  * The derrick command line. The only place that prints to a terminal or sets the exit status.
  */
+// Each command loads its modules when it runs (dynamic imports below), so `derrick serve` starts without the
+// publisher's and `derrick ls` without the server's: start-up time is module loading.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { splitNameAndTag } from '../oci/names.ts';
-import { openSource } from '../publish/open-source.ts';
-import { gc } from '../publish/gc.ts';
-import { migrate } from '../publish/migrate.ts';
-import { silentProgress, type Progress } from '../publish/progress.ts';
-import { publish, PublishError, type Destination } from '../publish/publisher.ts';
-import { parseUnpublishTarget, unpublish } from '../publish/unpublish.ts';
-import { verifyTree } from '../publish/verify.ts';
-import { Tree } from '../store/tree.ts';
-import { describeError } from './errors.ts';
-import { addServeCommand } from './serve.ts';
-import { formatBytes, lineProgress, terminalProgress } from './progress.ts';
+import type { Progress } from '../publish/progress.ts';
+import type { Destination } from '../publish/publisher.ts';
+import { addServeCommand } from './serve-command.ts';
 
 const DEFAULT_DATA_DIR = './data';
 
@@ -34,10 +27,24 @@ function out(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-function pickProgress(json: boolean, quiet: boolean): Progress {
+async function pickProgress(json: boolean, quiet: boolean): Promise<Progress> {
+  const { silentProgress } = await import('../publish/progress.ts');
   if (json || quiet) return silentProgress;
+  const { lineProgress, terminalProgress } = await import('./progress.ts');
   return process.stderr.isTTY ? terminalProgress(process.stderr) : lineProgress(process.stderr);
 }
+
+const modules = {
+  names: () => import('../oci/names.ts'),
+  publisher: () => import('../publish/publisher.ts'),
+  openSource: () => import('../publish/open-source.ts'),
+  unpublish: () => import('../publish/unpublish.ts'),
+  gc: () => import('../publish/gc.ts'),
+  verify: () => import('../publish/verify.ts'),
+  migrate: () => import('../publish/migrate.ts'),
+  tree: () => import('../store/tree.ts'),
+  progress: () => import('./progress.ts'),
+};
 
 /** Runs an action; any error becomes one line on stderr and exit status 1. */
 function run<T extends unknown[]>(action: (...args: T) => Promise<number | undefined>) {
@@ -47,6 +54,7 @@ function run<T extends unknown[]>(action: (...args: T) => Promise<number | undef
     try {
       process.exitCode = (await action(...args)) ?? 0;
     } catch (error) {
+      const { describeError } = await import('./errors.ts');
       process.stderr.write(`derrick: ${describeError(error, dataDir)}\n`);
       if (process.env.DERRICK_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
       process.exitCode = 1;
@@ -78,6 +86,14 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'print nothing but errors')
     .action(
       run(async (sourceSpec: string, targets: string[], opts: Record<string, unknown>) => {
+        const [{ Tree }, { splitNameAndTag }, { publish, PublishError }, { openSource }, { formatBytes }] =
+          await Promise.all([
+            modules.tree(),
+            modules.names(),
+            modules.publisher(),
+            modules.openSource(),
+            modules.progress(),
+          ]);
         const tree = new Tree(String(opts.dataDir));
         const byName = new Map<string, string[]>();
         const bare = new Set<string>();
@@ -98,7 +114,7 @@ export function buildProgram(): Command {
           throw new PublishError(`--base-url "${baseUrl}" is not an http(s) URL`);
         }
         const json = opts.json === true;
-        const progress = pickProgress(json, opts.quiet === true);
+        const progress = await pickProgress(json, opts.quiet === true);
         const result = await publish({
           tree,
           openSource: () => openSource(sourceSpec, tree.layout, (count) => progress.bytes(count)),
@@ -141,6 +157,10 @@ export function buildProgram(): Command {
     )
     .action(
       run(async (spec: string, opts: Record<string, unknown>) => {
+        const [{ Tree }, { parseUnpublishTarget, unpublish }] = await Promise.all([
+          modules.tree(),
+          modules.unpublish(),
+        ]);
         const tree = new Tree(String(opts.dataDir));
         const result = await unpublish(tree, parseUnpublishTarget(spec), Number(opts.lockTimeout) * 1000);
         out(
@@ -159,6 +179,11 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (opts: Record<string, unknown>) => {
+        const [{ Tree }, { gc }, { formatBytes }] = await Promise.all([
+          modules.tree(),
+          modules.gc(),
+          modules.progress(),
+        ]);
         const tree = new Tree(String(opts.dataDir));
         const result = await gc(tree, {
           dryRun: opts.dryRun === true,
@@ -185,6 +210,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (prefix: string | undefined, opts: Record<string, unknown>) => {
+        const [{ Tree }, { verifyTree }] = await Promise.all([modules.tree(), modules.verify()]);
         const tree = new Tree(String(opts.dataDir));
         const result = await verifyTree(tree, {
           hash: opts.hash !== false,
@@ -209,6 +235,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (prefix: string | undefined, opts: Record<string, unknown>) => {
+        const { Tree } = await modules.tree();
         const tree = new Tree(String(opts.dataDir));
         const listing = [];
         let problems = 0;
@@ -253,6 +280,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (pulpDir: string, opts: Record<string, unknown>) => {
+        const [{ Tree }, { migrate }] = await Promise.all([modules.tree(), modules.migrate()]);
         const tree = new Tree(String(opts.dataDir));
         const result = await migrate(tree, pulpDir, { dryRun: opts.dryRun === true, lockTimeoutMs: 600_000 });
         if (opts.json === true) out(JSON.stringify(result, null, 2));

@@ -6,9 +6,8 @@
 import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
 import os from 'node:os';
-import type { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/load.ts';
-import { flagName, SCALAR_KEYS, type Config, type ScalarKey } from '../config/schema.ts';
+import type { Config, ScalarKey } from '../config/schema.ts';
 import { buildApp } from '../http/app.ts';
 import { Tree } from '../store/tree.ts';
 
@@ -113,35 +112,24 @@ function servePrimary(config: Config, workers: number): void {
   for (let i = 0; i < workers; i++) fork();
 }
 
-export function addServeCommand(program: Command): void {
-  const command = program
-    .command('serve')
-    .description('serve the published tree to docker, podman, skopeo and containerd')
-    .option('--config <file>', 'a YAML configuration file (keys as in docs/configuration.md)');
-  for (const key of Object.keys(SCALAR_KEYS) as ScalarKey[]) {
-    command.option(`--${flagName(key)} <value>`, `config key ${key}`);
+/** `derrick serve` with the configuration file (if any) and flag values given. */
+export async function serve(
+  file: string | undefined,
+  flags: Partial<Record<ScalarKey, string>>,
+): Promise<void> {
+  let config;
+  try {
+    config = loadConfig({ file, env: process.env, flags });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`derrick: invalid configuration: ${error.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    throw error;
   }
-  command.action(async (opts: Record<string, string | undefined>) => {
-    const flags: Partial<Record<ScalarKey, string>> = {};
-    for (const key of Object.keys(SCALAR_KEYS) as ScalarKey[]) {
-      const camel = flagName(key).replace(/-([a-z])/g, (_match, letter: string) => letter.toUpperCase());
-      const value = opts[camel];
-      if (value !== undefined) flags[key] = value;
-    }
-    let config;
-    try {
-      config = loadConfig({ file: opts.config, env: process.env, flags });
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        process.stderr.write(`derrick: invalid configuration: ${error.message}\n`);
-        process.exitCode = 1;
-        return;
-      }
-      throw error;
-    }
-    const workers = config.workers === 0 ? os.availableParallelism() : config.workers;
-    if (cluster.isPrimary) mkdirSync(config.dataDir, { recursive: true });
-    if (workers > 1 && cluster.isPrimary) servePrimary(config, workers);
-    else await serveOne(config);
-  });
+  const workers = config.workers === 0 ? os.availableParallelism() : config.workers;
+  if (cluster.isPrimary) mkdirSync(config.dataDir, { recursive: true });
+  if (workers > 1 && cluster.isPrimary) servePrimary(config, workers);
+  else await serveOne(config);
 }

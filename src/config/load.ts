@@ -4,9 +4,13 @@
  * was expected — never "log and carry on".
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { createRequire } from 'node:module';
 import type { z } from 'zod';
 import { configSchema, envName, flagName, SCALAR_KEYS, type Config, type ScalarKey } from './schema.ts';
+
+// yaml costs ~0.2 s to load: only a configuration file pays for it (start-up time is module loading).
+const requireYaml = (): typeof import('yaml') =>
+  createRequire(import.meta.url)('yaml') as typeof import('yaml');
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -85,6 +89,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       throw new ConfigError(`cannot read the config file ${sources.file}: ${(error as Error).message}`);
     }
     try {
+      const { parse: parseYaml } = requireYaml();
       const parsed: unknown = parseYaml(text);
       if (parsed !== null && parsed !== undefined) {
         if (typeof parsed !== 'object' || Array.isArray(parsed))
@@ -93,7 +98,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       }
     } catch (error) {
       if (error instanceof ConfigError) throw error;
-      const where = error instanceof YAMLParseError ? ` (line ${error.linePos?.[0].line ?? '?'})` : '';
+      const where =
+        error instanceof requireYaml().YAMLParseError ? ` (line ${error.linePos?.[0].line ?? '?'})` : '';
       throw new ConfigError(
         `${sources.file}${where}: not valid YAML: ${(error as Error).message.split('\n')[0] ?? ''}`,
       );

@@ -5,7 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { LRUCache } from 'lru-cache';
-import picomatch from 'picomatch';
+import { createRequire } from 'node:module';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config/schema.ts';
 import { digestLike } from '../oci/digest.ts';
@@ -42,7 +42,15 @@ export class Registry {
             sizeCalculation: (value) => value.length || 1,
           })
         : undefined;
-    this.modeRules = config.repositories.map((rule) => ({ test: picomatch(rule.match), mode: rule.mode }));
+    // picomatch loads only when there are rules to match (start-up time is module loading).
+    const picomatch =
+      config.repositories.length > 0
+        ? (createRequire(import.meta.url)('picomatch') as typeof import('picomatch'))
+        : undefined;
+    this.modeRules = config.repositories.map((rule) => ({
+      test: picomatch ? picomatch(rule.match) : () => false,
+      mode: rule.mode,
+    }));
     const [os = 'linux', architecture = 'amd64', variant] = config.defaultPlatform.split('/');
     this.platform = { os, architecture, variant };
   }
