@@ -14,6 +14,7 @@ import { unpublish } from '../src/publish/unpublish.ts';
 import { Tree } from '../src/store/tree.ts';
 import { derrickCli, generatedName, layoutsOf, randomImageLayout, REPO_ROOT } from './fixtures.ts';
 import type { Fixtures, Row } from './types.ts';
+import { exited, waitForExit } from '../test/helpers/processes.ts';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Small tools
@@ -119,21 +120,6 @@ interface Serving {
 }
 
 const READY = /derrick: serving .+ on (https?):\/\/127\.0\.0\.1:(\d+) \(mode \w+\)/;
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
 
 /**
  * Starts `derrick serve --data-dir <dir> --listen 127.0.0.1:0 --access-log false <args>` (the compiled CLI when

@@ -17,6 +17,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, startNginx } from '../test/helpers/nginx.ts';
+import { exited, waitForExit } from '../test/helpers/processes.ts';
 import { processTree } from './load.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
@@ -39,21 +40,6 @@ const live = new Set<BenchServer>();
 /** Stops every server started here and not stopped yet. */
 export async function stopAllServers(): Promise<void> {
   await Promise.all([...live].map((server) => server.stop()));
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
 }
 
 function killAll(pids: number[]): void {

@@ -3,8 +3,8 @@
  * end-to-end tests with real clients. The port comes from the line the CLI prints once it listens:
  * `derrick: serving <dir> on http://127.0.0.1:<port> (mode …)`.
  */
-import type { ChildProcess } from 'node:child_process';
 import { startDerrick } from './cli.ts';
+import { exited, waitForExit } from './processes.ts';
 
 const READY = /^derrick: serving (.+) on (https?):\/\/127\.0\.0\.1:(\d+) \(mode (\w+)\)$/m;
 
@@ -33,21 +33,6 @@ export interface DerrickServerOptions {
   env?: NodeJS.ProcessEnv;
   /** How long to wait for the "serving" line (tsx compiles the CLI first, which is slow on a busy box). */
   timeoutMs?: number;
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
 }
 
 /** Starts `derrick serve --data-dir <dataDir> --listen 127.0.0.1:0 --access-log false <args>`. */

@@ -13,6 +13,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tempDir } from './cli.ts';
+import { exited, waitForExit } from './processes.ts';
 
 /** Directory of the web tree → the Content-Type nginx must answer with (see docs/record-format.md). */
 export const NGINX_CONTENT_TYPES = {
@@ -95,21 +96,6 @@ export interface NginxServer {
   errorLog: () => string;
   /** SIGTERM (fast shutdown), then SIGKILL if it lingers; removes its run directory. */
   stop: () => Promise<void>;
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {
