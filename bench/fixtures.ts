@@ -17,6 +17,7 @@ import path from 'node:path';
 import { LayoutBuilder, type Descriptor } from '../scripts/oci-builder.ts';
 import { serializeRecord, type Repository } from '../src/store/record.ts';
 import { Tree } from '../src/store/tree.ts';
+import { multiPlatformLayout } from '../test/helpers/images.ts';
 import type { BenchSize, Fixtures } from './types.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
@@ -173,23 +174,6 @@ async function smallLayout(dir: string): Promise<Descriptor> {
   return image;
 }
 
-async function multiLayout(dir: string): Promise<Descriptor> {
-  const builder = new LayoutBuilder(dir);
-  const children = [
-    await builder.image({
-      platform: { os: 'linux', architecture: 'amd64' },
-      files: { 'arch.txt': 'amd64\n' },
-    }),
-    await builder.image({
-      platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },
-      files: { 'arch.txt': 'arm64\n' },
-    }),
-  ];
-  const index = builder.index(children);
-  builder.add(index, 'latest').write();
-  return index;
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Trees
 
@@ -266,7 +250,7 @@ export async function buildFixtures(workDir: string, size: BenchSize): Promise<F
   await fs.mkdir(workDir, { recursive: true });
 
   const small = await smallLayout(layouts.small);
-  const multi = await multiLayout(layouts.multi);
+  const { index: multi } = await multiPlatformLayout(layouts.multi);
   const blob1m = await randomImageLayout(layouts.blob1m, 1024 * 1024);
   const blob1g = plan.blob1GiB ? await randomImageLayout(layouts.blob1g, 1024 * 1024 * 1024) : undefined;
 
