@@ -6,9 +6,10 @@
 import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
 import os from 'node:os';
+import { AuthConfigError } from '../auth/errors.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config, ScalarKey } from '../config/schema.ts';
-import { buildApp } from '../http/app.ts';
+import { buildApp, checkConfigFiles, reloadApp } from '../http/app.ts';
 import { Tree } from '../store/tree.ts';
 
 export function splitListen(listen: string): { host: string; port: number } {
@@ -34,10 +35,46 @@ function readyLine(config: Config, root: string, address: string): string {
   return `derrick: serving ${root} on ${config.tls ? 'https' : 'http'}://${address} (mode ${config.mode})\n`;
 }
 
-/** One serving process: build the app, listen, and close cleanly on SIGINT/SIGTERM. */
-async function serveOne(config: Config): Promise<void> {
+type Load = () => Config;
+
+/** The configuration, or undefined after saying on stderr why it is not valid (file, key and what to fix). */
+function tryLoad(load: Load, what: string): Config | undefined {
+  try {
+    const config = load();
+    checkConfigFiles(config);
+    return config;
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof AuthConfigError) {
+      process.stderr.write(`derrick: ${what}: ${error.message}\n`);
+      return undefined;
+    }
+    throw error;
+  }
+}
+
+/** SIGHUP: read the configuration again and apply its access rules, users and TLS files; on error keep the old. */
+function reloadOnHangup(load: Load, apply: (config: Config) => string[]): void {
+  process.on('SIGHUP', () => {
+    const config = tryLoad(load, 'configuration not reloaded, the previous one stays in force');
+    if (!config) return;
+    try {
+      const restart = apply(config);
+      const note = restart.length > 0 ? ` (${restart.join(', ')} changed: restart to apply)` : '';
+      process.stderr.write(`derrick: configuration reloaded${note}\n`);
+    } catch (error) {
+      if (!(error instanceof AuthConfigError)) throw error;
+      process.stderr.write(
+        `derrick: configuration not reloaded, the previous one stays in force: ${error.message}\n`,
+      );
+    }
+  });
+}
+
+/** One serving process: build the app, listen, and close cleanly on SIGINT/SIGTERM; SIGHUP reloads. */
+async function serveOne(config: Config, load: Load): Promise<void> {
   const tree = new Tree(config.dataDir, { listingCache: config.cache.listings });
   const app = buildApp(config, tree);
+  reloadOnHangup(load, (next) => reloadApp(app, next));
   const { host, port } = splitListen(config.listen);
   // Handlers before listening: a supervisor may signal as soon as it reads the ready line.
   const stop = (): void => {
@@ -109,6 +146,10 @@ function servePrimary(config: Config, workers: number): void {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  // Each worker reloads by itself (and says so); the primary only passes the signal on.
+  process.on('SIGHUP', () => {
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
+  });
   for (let i = 0; i < workers; i++) fork();
 }
 
@@ -117,19 +158,20 @@ export async function serve(
   file: string | undefined,
   flags: Partial<Record<ScalarKey, string>>,
 ): Promise<void> {
-  let config;
-  try {
-    config = loadConfig({ file, env: process.env, flags });
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`derrick: invalid configuration: ${error.message}\n`);
-      process.exitCode = 1;
-      return;
-    }
-    throw error;
+  const load: Load = () => loadConfig({ file, env: process.env, flags });
+  const config = tryLoad(load, 'invalid configuration');
+  if (!config) {
+    process.exitCode = 1;
+    return;
   }
   const workers = config.workers === 0 ? os.availableParallelism() : config.workers;
-  if (cluster.isPrimary) mkdirSync(config.dataDir, { recursive: true });
+  if (cluster.isPrimary) {
+    mkdirSync(config.dataDir, { recursive: true });
+    if (!config.tls && (config.auth.htpasswd !== undefined || config.auth.token !== undefined))
+      process.stderr.write(
+        'derrick: warning: passwords and tokens are accepted over plain HTTP; set tls.cert and tls.key, or put derrick behind a TLS proxy\n',
+      );
+  }
   if (workers > 1 && cluster.isPrimary) servePrimary(config, workers);
-  else await serveOne(config);
+  else await serveOne(config, load);
 }

@@ -7,6 +7,66 @@ const hostPort = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 
 const mode = z.enum(['redirect', 'serve']);
 
+/** An identity in access rules and groups: `user:<name>`, `cert:<CN or SAN>`, `group:<name>`. */
+const member = z.string().regex(/^(?:user|cert):\S+$/, { error: 'expected user:<name> or cert:<identity>' });
+const who = z.string().regex(/^(?:anonymous|authenticated|(?:user|cert|group):\S+)$/, {
+  error: 'expected anonymous, authenticated, user:<name>, group:<name> or cert:<identity>',
+});
+
+const trustedIssuer = z.strictObject({
+  /** The `iss` claim of the tokens it issues. */
+  issuer: z.string().min(1),
+  /** A JSON Web Key Set file with its public keys. */
+  jwks: z.string().min(1).optional(),
+  /** PEM files with its public keys or certificates. */
+  publicKeys: z.array(z.string().min(1)).default([]),
+});
+
+const failedLoginsDefaults = { limit: 10, windowSeconds: 60 };
+const authDefaults = {
+  groups: {},
+  denied: 'challenge' as const,
+  realm: 'derrick',
+  failedLogins: failedLoginsDefaults,
+};
+
+const authSchema = z.strictObject({
+  /** An htpasswd file of bcrypt hashes: Basic credentials, and the token endpoint's logins. */
+  htpasswd: z.string().min(1).optional(),
+  /** Named sets of users and certificate identities, for `group:<name>` in access rules. */
+  groups: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/), z.array(member)).default({}),
+  /** What a client without access to a repository gets: 401 with a challenge, or 404 like a missing one. */
+  denied: z.enum(['challenge', 'notFound']).default('challenge'),
+  /** The realm named in Basic challenges. */
+  realm: z
+    .string()
+    .regex(/^[^"\\\r\n]+$/, { error: 'expected text without quotes or backslashes' })
+    .default('derrick'),
+  /** Docker token authentication: bearer tokens derrick issues (key) and/or accepts from others (trust). */
+  token: z
+    .strictObject({
+      /** The `service` of challenges and the `aud` of tokens. */
+      service: z.string().regex(/^[^"\\\s]+$/, { error: 'expected a name without spaces or quotes' }),
+      /** Where clients get tokens; default: this server's /auth/token (required without `key`). */
+      realm: z.url({ protocol: /^https?$/ }).optional(),
+      /** PEM private key (EC P-256 → ES256, RSA → RS256): derrick issues tokens at /auth/token. */
+      key: z.string().min(1).optional(),
+      /** The `iss` of the tokens derrick issues. */
+      issuer: z.string().min(1).default('derrick'),
+      ttlSeconds: z.number().int().positive().max(86400).default(300), // 5 minutes
+      /** Token services whose tokens derrick accepts (their `access` claim decides). */
+      trust: z.array(trustedIssuer).default([]),
+    })
+    .optional(),
+  /** Failed logins per client address before it gets 429 TOOMANYREQUESTS for the rest of the window. */
+  failedLogins: z
+    .strictObject({
+      limit: z.number().int().positive().default(10),
+      windowSeconds: z.number().positive().default(60),
+    })
+    .default(failedLoginsDefaults),
+});
+
 export const configSchema = z.strictObject({
   /** The published tree. Created when missing. */
   dataDir: z.string().min(1).default('./data'),
@@ -15,8 +75,20 @@ export const configSchema = z.strictObject({
     .string()
     .regex(hostPort, { error: 'expected host:port, e.g. 127.0.0.1:5000' })
     .default('127.0.0.1:5000'),
-  /** TLS certificate and key (PEM files); without them, plain HTTP. */
-  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+  /** TLS certificate and key (PEM files, re-read when they change); without them, plain HTTP. */
+  tls: z
+    .strictObject({
+      cert: z.string().min(1),
+      key: z.string().min(1),
+      /** CA bundle (PEM) that client certificates are verified against; enables mutual TLS. */
+      clientCa: z.string().min(1).optional(),
+      /** Refuse the TLS handshake of a client without a valid certificate (else it is just anonymous). */
+      requireClientCert: z.boolean().default(false),
+    })
+    .optional(),
+  auth: authSchema.default(authDefaults),
+  /** Who may pull what, first matching rule wins; no matching rule = denied. Empty = `** → anonymous`. */
+  access: z.array(z.strictObject({ match: z.string().min(1), pull: z.array(who).min(1) })).default([]),
   /** redirect: send clients to the repository's base URL; serve: stream the bytes from the tree. */
   mode: mode.default('serve'),
   /** Per-repository modes, first match wins: `{ match: "cdn/**", mode: redirect }` (globs over names). */

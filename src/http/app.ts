@@ -2,7 +2,6 @@
  * buildApp(config, tree): the HTTP face of the registry — routes, negotiation, the one error handler. It never
  * listens by itself (src/cli does), so tests inject requests or listen on port 0.
  */
-import { readFileSync } from 'node:fs';
 import Fastify, {
   LogController,
   type FastifyInstance,
@@ -10,6 +9,7 @@ import Fastify, {
   type FastifyRequest,
 } from 'fastify';
 import type { Logger } from 'pino';
+import { Auth, type RequestFacts } from '../auth/auth.ts';
 import type { Config } from '../config/schema.ts';
 import { ERROR_CODES, RegistryError } from '../oci/errors.ts';
 import type { Tree } from '../store/tree.ts';
@@ -18,6 +18,8 @@ import type { Answer } from './answers.ts';
 import { parsePath } from './paths.ts';
 import { Registry } from './registry.ts';
 import { etagMatches, sendFile } from './send-file.ts';
+import { clientCertificate, serverOptions, TlsReloader, type SecureServer } from './tls.ts';
+import { TOKEN_PATH, tokenHandler } from './token-endpoint.ts';
 
 const API_VERSION_HEADER = 'docker-distribution-api-version';
 const API_VERSION = 'registry/2.0';
@@ -29,8 +31,70 @@ export interface AppOptions {
   logger?: Logger;
 }
 
+/** What can change while serving (a reload): the access policy, and the TLS files. */
+interface Live {
+  config: Config;
+  auth: Auth;
+  tls: TlsReloader | undefined;
+}
+
+const lives = new WeakMap<FastifyInstance, Live>();
+
+/** The top-level keys a reload applies; the others need a restart. */
+const RELOADABLE = new Set(['auth', 'access', 'tls']);
+
+/**
+ * Applies a new configuration's access policy and TLS files to a running app. Every file is read and checked
+ * first: on any error (AuthConfigError) nothing changes. Returns the keys that differ but need a restart.
+ */
+export function reloadApp(app: FastifyInstance, config: Config): string[] {
+  const live = lives.get(app);
+  if (!live) throw new Error('not an app made by buildApp');
+  const auth = new Auth(config, app.log);
+  const restart = Object.keys(config).filter(
+    (key) =>
+      !RELOADABLE.has(key) &&
+      JSON.stringify(config[key as keyof Config]) !== JSON.stringify(live.config[key as keyof Config]),
+  );
+  const tlsShape = (c: Config) => [
+    c.tls === undefined,
+    c.tls?.clientCa === undefined,
+    c.tls?.requireClientCert,
+  ];
+  if (JSON.stringify(tlsShape(config)) !== JSON.stringify(tlsShape(live.config))) restart.push('tls');
+  else if (config.tls && live.tls) live.tls.reload(config.tls);
+  live.auth = auth;
+  live.config = { ...live.config, auth: config.auth, access: config.access, tls: config.tls };
+  return restart;
+}
+
+const quiet = { info() {}, warn() {}, error() {} };
+
+/** Reads and checks every file the configuration names (TLS, htpasswd, keys): AuthConfigError names the key. */
+export function checkConfigFiles(config: Config): void {
+  if (config.tls) serverOptions(config.tls);
+  new Auth(config, quiet);
+}
+
+const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+function requestFacts(request: FastifyRequest, config: Config): RequestFacts {
+  const socket = request.raw.socket;
+  const encrypted = 'encrypted' in socket && socket.encrypted === true;
+  const host =
+    request.headers.host !== undefined && HOST.test(request.headers.host)
+      ? request.headers.host
+      : config.listen;
+  return {
+    authorization: request.headers.authorization,
+    certificate: config.tls?.clientCa === undefined ? undefined : clientCertificate(socket),
+    client: (socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, ''),
+    tokenRealm: `${encrypted ? 'https' : 'http'}://${host}${TOKEN_PATH}`,
+  };
+}
+
 function sendError(request: FastifyRequest, reply: FastifyReply, error: RegistryError): void {
-  void reply.code(error.status).header(API_VERSION_HEADER, API_VERSION);
+  void reply.code(error.status).header(API_VERSION_HEADER, API_VERSION).headers(error.headers);
   if (request.method === 'HEAD') {
     void reply.send();
     return;
@@ -65,9 +129,7 @@ async function write(request: FastifyRequest, reply: FastifyReply, answer: Answe
 }
 
 export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): FastifyInstance {
-  const https = config.tls
-    ? { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }
-    : null;
+  const https = config.tls ? serverOptions(config.tls) : null;
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: { level: config.logLevel } }),
     logController: new LogController({ disableRequestLogging: !config.accessLog }),
@@ -83,7 +145,11 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
       sendError(request, reply, new RegistryError('NAME_INVALID', 'malformed request URL'));
     },
   }) as unknown as FastifyInstance;
+  const live: Live = { config, auth: new Auth(config, app.log), tls: undefined };
+  if (config.tls) live.tls = new TlsReloader(app.server as unknown as SecureServer, config.tls, app.log);
+  lives.set(app, live);
   const registry = new Registry(config, tree, app.log);
+  const facts = (request: FastifyRequest): RequestFacts => requestFacts(request, live.config);
 
   app.addHook('onRequest', (request, reply, done) => {
     void reply.header(API_VERSION_HEADER, API_VERSION);
@@ -130,8 +196,13 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
       Object.entries(raw).map(([key, value]) => [key, Array.isArray(value) ? value[0] : value]),
     ) as Record<string, string | undefined>;
     const head = request.method === 'HEAD';
+    const { auth } = live;
+    const requestFacts = facts(request);
+    const principal = await auth.authenticate(requestFacts);
+    const viewer = auth.viewer(principal, requestFacts);
     switch (route.kind) {
       case 'base':
+        auth.requireLogin(principal, requestFacts);
         return write(request, reply, {
           kind: 'bytes',
           status: 200,
@@ -139,21 +210,52 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
           body: Buffer.from('{}'),
         });
       case 'catalog':
-        return write(request, reply, await registry.catalog({ n: query.n, last: query.last }));
+        return write(request, reply, await registry.catalog(viewer, { n: query.n, last: query.last }));
       case 'tags':
-        return write(request, reply, await registry.tags(route.name, { n: query.n, last: query.last }));
+        return write(
+          request,
+          reply,
+          await registry.tags(viewer, route.name, { n: query.n, last: query.last }),
+        );
       case 'manifest':
         return write(
           request,
           reply,
-          await registry.manifest(route.name, route.reference, parseAccept(request.headers.accept), head),
+          await registry.manifest(
+            viewer,
+            route.name,
+            route.reference,
+            parseAccept(request.headers.accept),
+            head,
+          ),
         );
       case 'blob':
-        return write(request, reply, await registry.blob(route.name, route.digest, head));
+        return write(request, reply, await registry.blob(viewer, route.name, route.digest, head));
       case 'referrers':
-        return write(request, reply, await registry.referrers(route.name, route.digest, query.artifactType));
+        return write(
+          request,
+          reply,
+          await registry.referrers(viewer, route.name, route.digest, query.artifactType),
+        );
     }
   };
+
+  app.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string', bodyLimit: 64 * 1024 },
+    (_request, body, done) => {
+      done(null, new URLSearchParams(body as string));
+    },
+  );
+  app.route({
+    method: ['GET', 'POST'],
+    url: TOKEN_PATH,
+    handler: tokenHandler({
+      auth: () => live.auth,
+      facts,
+      protectedOf: (name) => registry.protectedOf(name),
+    }),
+  });
 
   for (const url of ['/v2', '/v2/', '/v2/*']) {
     app.route({ method: [...READ_METHODS], url, handler });

@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { createRequire } from 'node:module';
 import type { FastifyBaseLogger } from 'fastify';
+import { notFound, type Viewer } from '../auth/auth.ts';
 import type { Config } from '../config/schema.ts';
 import { digestLike } from '../oci/digest.ts';
 import { RegistryError } from '../oci/errors.ts';
@@ -22,12 +23,22 @@ import { parsePageSize, type Reference } from './paths.ts';
 import { redirectUrl } from './redirect.ts';
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
+/** Content only some clients may pull: no shared cache (a CDN, a proxy) may keep it for the next client. */
+const PRIVATE_IMMUTABLE = 'private, max-age=31536000, immutable';
+
+/** A repository as one client may see it. */
+interface Visible {
+  cached: CachedRepository;
+  /** Whether anybody may pull it (else: private caching, signed redirect URLs only). */
+  isPublic: boolean;
+}
 
 export class Registry {
   private readonly records: RecordCache;
   private readonly manifestBytes: LRUCache<string, Buffer> | undefined;
   private readonly modeRules: { test: (name: string) => boolean; mode: 'redirect' | 'serve' }[];
   private readonly platform: { os: string; architecture: string; variant: string | undefined };
+  private warnedUnsigned = false;
 
   constructor(
     private readonly config: Config,
@@ -55,23 +66,38 @@ export class Registry {
     this.platform = { os, architecture, variant };
   }
 
-  /** The repository, or NAME_UNKNOWN; a broken record is logged with its path and answered as a generic 500. */
-  async repository(name: string): Promise<CachedRepository> {
+  /**
+   * The repository, if this client may pull it. The rules are asked before the record is read, and a client
+   * that may not pull a repository gets the same answer whether or not it exists (viewer.denied). A broken
+   * record is logged with its path and answered as a generic 500.
+   */
+  async repository(viewer: Viewer, name: string): Promise<Visible> {
+    if (!viewer.mayPull(name, false)) throw viewer.denied(name);
     const result = await this.records.get(name);
-    // A protected repository is never served to anonymous clients, and, as Crane did, looks exactly like one
-    // that does not exist. (Authentication, which can open it, is not there yet: nobody is anything but anonymous.)
-    if (result.found && !result.cached.repository.protected) return result.cached;
+    if (result.found) {
+      const isProtected = result.cached.repository.protected;
+      if (!viewer.mayPull(name, isProtected)) throw viewer.denied(name);
+      return { cached: result.cached, isPublic: viewer.isPublic(name, isProtected) };
+    }
     if ('error' in result) {
       this.log.error({ file: result.error.file, err: result.error.message }, 'unreadable repository record');
       throw new RegistryError('UNKNOWN', 'the repository record cannot be read; the operator has been told');
     }
-    throw new RegistryError('NAME_UNKNOWN', `repository "${name}" is not known to this registry`, { name });
+    throw notFound(name);
   }
 
-  /** Whether the catalog may name this repository: not when it is protected (or its record is unreadable). */
-  private async visible(name: string): Promise<boolean> {
+  /** Whether the repository's record is protected (an unreadable one counts as protected); undefined: none. */
+  async protectedOf(name: string): Promise<boolean | undefined> {
     const result = await this.records.get(name);
-    return !result.found || !result.cached.repository.protected;
+    if (result.found) return result.cached.repository.protected;
+    return 'error' in result ? true : undefined;
+  }
+
+  /** Whether the catalog may name this repository to this client (an unreadable record counts as protected). */
+  private async visible(viewer: Viewer, name: string): Promise<boolean> {
+    if (!viewer.mayList(name, false)) return false;
+    const isProtected = await this.protectedOf(name);
+    return viewer.mayList(name, isProtected ?? true);
   }
 
   private modeFor(name: string): 'redirect' | 'serve' {
@@ -79,11 +105,25 @@ export class Registry {
     return this.config.mode;
   }
 
-  /** The base URL for redirects, or undefined when this repository is served from the tree. */
-  private redirectBase(cached: CachedRepository): string | undefined {
+  /**
+   * The base URL for redirects, or undefined when this repository is served from the tree. A repository that
+   * not everybody may pull is redirected only with signed URLs (the CDN refuses unsigned ones); without
+   * redirect.token its bytes are served from the tree instead.
+   */
+  private redirectBase({ cached, isPublic }: Visible): string | undefined {
     const { repository } = cached;
     if (repository.format === 'pulp2') return repository.baseUrl;
     if (this.modeFor(repository.name) === 'serve') return undefined;
+    if (!isPublic && this.config.redirect.token === undefined) {
+      if (!this.warnedUnsigned) {
+        this.warnedUnsigned = true;
+        this.log.warn(
+          { repository: repository.name },
+          'a repository not everybody may pull is served from the tree, not redirected: set redirect.token to sign its URLs',
+        );
+      }
+      return undefined;
+    }
     if (repository.baseUrl !== undefined) return repository.baseUrl;
     if (this.config.redirect.url !== undefined)
       return `${this.config.redirect.url.replace(/\/+$/, '')}/${repository.name}`;
@@ -115,12 +155,32 @@ export class Registry {
     );
   }
 
-  async manifest(name: string, reference: Reference, accepted: Accepted, head: boolean): Promise<Answer> {
-    const cached = await this.repository(name);
-    const { repository } = cached;
+  /** A Pulp repository's redirect: signed when not everybody may pull it, refused when it cannot be signed. */
+  private pulpRedirect(visible: Visible, relative: string): Answer {
+    const pulp = visible.cached.repository.pulp;
+    if (!pulp) throw new Error('not a Pulp repository');
+    if (!visible.isPublic && this.config.redirect.token === undefined) {
+      this.log.error(
+        { repository: visible.cached.repository.name },
+        'a protected Pulp repository can only be redirected with signed URLs: set redirect.token',
+      );
+      throw new RegistryError('UNKNOWN', 'this repository cannot be served yet; the operator has been told');
+    }
+    return this.redirect(pulp.url, relative, {});
+  }
+
+  async manifest(
+    viewer: Viewer,
+    name: string,
+    reference: Reference,
+    accepted: Accepted,
+    head: boolean,
+  ): Promise<Answer> {
+    const visible = await this.repository(viewer, name);
+    const { repository } = visible.cached;
     if (repository.pulp) {
       const ref = reference.tag ?? reference.digest;
-      return this.redirect(repository.pulp.url, craneManifestPath(repository.pulp, ref, accepted), {});
+      return this.pulpRedirect(visible, craneManifestPath(repository.pulp, ref, accepted));
     }
     let digest = reference.digest ?? repository.tags.get(reference.tag);
     let entry = digest === undefined ? undefined : repository.manifests.get(digest);
@@ -154,14 +214,15 @@ export class Registry {
         headers: { ...headers, 'content-length': String(entry.size) },
         body: Buffer.alloc(0),
       };
-    const base = this.redirectBase(cached);
+    const base = this.redirectBase(visible);
     if (base !== undefined)
       return this.redirect(base, TreeLayout.manifestUrlPath(entry.mediaType, digest), headers);
     const body = await this.readManifest(digest, entry.mediaType, entry.size);
+    const immutable = visible.isPublic ? IMMUTABLE : PRIVATE_IMMUTABLE;
     return {
       kind: 'bytes',
       status: 200,
-      headers: { ...headers, 'cache-control': reference.digest ? IMMUTABLE : 'no-cache' },
+      headers: { ...headers, 'cache-control': reference.digest ? immutable : 'no-cache' },
       body,
     };
   }
@@ -188,15 +249,15 @@ export class Registry {
     return bytes;
   }
 
-  async blob(name: string, digest: string, head: boolean): Promise<Answer> {
-    const cached = await this.repository(name);
-    const { repository } = cached;
-    if (repository.pulp) return this.redirect(repository.pulp.url, `blobs/${digest}`, {});
+  async blob(viewer: Viewer, name: string, digest: string, head: boolean): Promise<Answer> {
+    const visible = await this.repository(viewer, name);
+    const { repository } = visible.cached;
+    if (repository.pulp) return this.pulpRedirect(visible, `blobs/${digest}`);
     const size = repository.blobs.get(digest) ?? repository.manifests.get(digest)?.size;
     if (size === undefined)
       throw new RegistryError('BLOB_UNKNOWN', `${name} has no blob ${digest}`, { name, digest });
     const headers: Headers = { 'docker-content-digest': digest, etag: `"${digest}"` };
-    const base = this.redirectBase(cached);
+    const base = this.redirectBase(visible);
     if (head && base !== undefined) {
       // Existence checks are answered from the record, without a round trip to the CDN.
       const type = { 'content-type': 'application/octet-stream', 'content-length': String(size) };
@@ -214,13 +275,22 @@ export class Registry {
       path: this.tree.layout.contentPath(digest),
       size,
       etag: `"${digest}"`,
-      headers: { ...headers, 'content-type': 'application/octet-stream', 'cache-control': IMMUTABLE },
+      headers: {
+        ...headers,
+        'content-type': 'application/octet-stream',
+        'cache-control': visible.isPublic ? IMMUTABLE : PRIVATE_IMMUTABLE,
+      },
     };
   }
 
-  async tags(name: string, query: { n?: string | undefined; last?: string | undefined }): Promise<Answer> {
-    const cached = await this.repository(name);
-    if (cached.repository.pulp) return this.redirect(cached.repository.pulp.url, 'tags/list', {});
+  async tags(
+    viewer: Viewer,
+    name: string,
+    query: { n?: string | undefined; last?: string | undefined },
+  ): Promise<Answer> {
+    const visible = await this.repository(viewer, name);
+    const { cached } = visible;
+    if (cached.repository.pulp) return this.pulpRedirect(visible, 'tags/list');
     const max = this.config.tags.maxPageSize;
     const n = parsePageSize(query.n, max) ?? max;
     const list = cached.tagList;
@@ -234,13 +304,16 @@ export class Registry {
     return jsonAnswer({ name, tags: page }, headers);
   }
 
-  async catalog(query: { n?: string | undefined; last?: string | undefined }): Promise<Answer> {
+  async catalog(
+    viewer: Viewer,
+    query: { n?: string | undefined; last?: string | undefined },
+  ): Promise<Answer> {
     const { defaultPageSize, maxPageSize } = this.config.catalog;
     const n = parsePageSize(query.n, maxPageSize) ?? defaultPageSize;
     const names: string[] = [];
     let more = false;
     for await (const name of this.tree.walkNames(query.last === undefined ? {} : { after: query.last })) {
-      if (!(await this.visible(name))) continue;
+      if (!(await this.visible(viewer, name))) continue;
       if (names.length === n) {
         more = true;
         break;
@@ -254,8 +327,13 @@ export class Registry {
     return jsonAnswer({ repositories: names }, headers);
   }
 
-  async referrers(name: string, digest: string, artifactType: string | undefined): Promise<Answer> {
-    const cached = await this.repository(name);
+  async referrers(
+    viewer: Viewer,
+    name: string,
+    digest: string,
+    artifactType: string | undefined,
+  ): Promise<Answer> {
+    const { cached } = await this.repository(viewer, name);
     const found = cached.referrers().get(digest) ?? [];
     const manifests = [];
     for (const [referrer, entry] of found) {

@@ -26,13 +26,16 @@ export class RegistryError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly detail: unknown;
+  /** Headers the answer carries (WWW-Authenticate, Retry-After). */
+  readonly headers: Readonly<Record<string, string>>;
 
-  constructor(code: ErrorCode, message?: string, detail?: unknown) {
+  constructor(code: ErrorCode, message?: string, detail?: unknown, headers: Record<string, string> = {}) {
     super(message ?? ERROR_CODES[code].message);
     this.name = 'RegistryError';
     this.code = code;
     this.status = ERROR_CODES[code].status;
     this.detail = detail;
+    this.headers = headers;
   }
 
   toBody(): { errors: { code: ErrorCode; message: string; detail: unknown }[] } {

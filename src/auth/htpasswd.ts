@@ -1,0 +1,137 @@
+/**
+ * Users from an htpasswd file of bcrypt hashes (`htpasswd -B`). The file is re-read when `stat` says it changed,
+ * so adding or removing a user needs no restart; a file that no longer parses leaves the last good one in force
+ * (and is logged). A verified user/password pair is remembered against the hash it matched, so bcrypt's cost
+ * (~50 ms) is paid once per pair, not per request, and a changed hash invalidates it.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { LRUCache } from 'lru-cache';
+import { AuthConfigError } from './errors.ts';
+
+const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+
+/** What a non-bcrypt hash is, for the message that refuses it. */
+function weakKind(hash: string): string | undefined {
+  if (hash.startsWith('$apr1$')) return 'an Apache MD5 ($apr1$) hash';
+  if (hash.startsWith('$1$')) return 'an MD5-crypt ($1$) hash';
+  if (hash.startsWith('{SHA}')) return 'an unsalted SHA-1 ({SHA}) hash';
+  if (hash.startsWith('$5$') || hash.startsWith('$6$')) return 'a SHA-crypt hash';
+  if (/^[./A-Za-z0-9]{13}$/.test(hash)) return 'a DES crypt() hash';
+  return undefined;
+}
+
+/** Parses htpasswd text into user → bcrypt hash; anything else is refused with its line. */
+export function parseHtpasswd(text: string, file: string): Map<string, string> {
+  const users = new Map<string, string>();
+  const lines = text.split(/\r?\n/);
+  lines.forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const where = `${file} line ${index + 1}`;
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new Error(`${where}: expected user:hash`);
+    const user = line.slice(0, colon);
+    const hash = line.slice(colon + 1);
+    if (BCRYPT.test(hash)) {
+      if (users.has(user)) throw new Error(`${where}: user "${user}" appears twice`);
+      users.set(user, hash);
+      return;
+    }
+    const weak = weakKind(hash);
+    throw new Error(
+      weak === undefined
+        ? `${where}: user "${user}" has no bcrypt hash; make one with htpasswd -B`
+        : `${where}: user "${user}" has ${weak}, which derrick refuses as too weak; replace it with htpasswd -B`,
+    );
+  });
+  return users;
+}
+
+type Compare = (password: string, hash: string) => Promise<boolean>;
+
+let bcryptCompare: Promise<Compare> | undefined;
+// bcryptjs loads only when a password is first checked (start-up time is module loading).
+const loadCompare = (): Promise<Compare> =>
+  (bcryptCompare ??= import('bcryptjs').then((module) => module.default.compare));
+
+export interface HtpasswdLog {
+  error(object: object, message: string): void;
+  info(object: object, message: string): void;
+}
+
+export class Htpasswd {
+  private users: Map<string, string>;
+  private signature: string;
+  private failedSignature = '';
+  /** HMAC(user, password) → the hash that pair matched. The HMAC key never leaves this process. */
+  private readonly verified = new LRUCache<string, string>({ max: 10_000 });
+  private readonly cacheKey = randomBytes(32);
+
+  /** Reads the file now; a missing or invalid file is an AuthConfigError naming `key`. */
+  constructor(
+    readonly file: string,
+    private readonly log: HtpasswdLog,
+    key = 'auth.htpasswd',
+  ) {
+    try {
+      this.signature = Htpasswd.signatureOf(file);
+      this.users = parseHtpasswd(readFileSync(file, 'utf8'), file);
+    } catch (error) {
+      throw new AuthConfigError(key, (error as Error).message);
+    }
+  }
+
+  private static signatureOf(file: string): string {
+    const stat = statSync(file);
+    return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
+  }
+
+  /** Re-reads the file if it changed since last time; keeps the old users if it cannot be read or parsed. */
+  private refresh(): void {
+    let signature: string;
+    try {
+      signature = Htpasswd.signatureOf(this.file);
+    } catch (error) {
+      this.reportOnce(`stat:${(error as Error).message}`, (error as Error).message);
+      return;
+    }
+    if (signature === this.signature || signature === this.failedSignature) return;
+    try {
+      this.users = parseHtpasswd(readFileSync(this.file, 'utf8'), this.file);
+    } catch (error) {
+      this.reportOnce(signature, (error as Error).message);
+      return;
+    }
+    this.signature = signature;
+    this.failedSignature = '';
+    this.log.info({ file: this.file, users: this.users.size }, 'htpasswd file reloaded');
+  }
+
+  private reportOnce(signature: string, message: string): void {
+    if (this.failedSignature === signature) return;
+    this.failedSignature = signature;
+    this.log.error({ file: this.file, err: message }, 'htpasswd file not reloaded; the previous users stay');
+  }
+
+  /** Whether `password` is `user`'s. */
+  async verify(user: string, password: string): Promise<boolean> {
+    this.refresh();
+    const hash = this.users.get(user);
+    if (hash === undefined) return false;
+    const key = createHmac('sha256', this.cacheKey)
+      .update(user)
+      .update('\0')
+      .update(password)
+      .digest('base64');
+    if (this.verified.get(key) === hash) return true;
+    const compare = await loadCompare();
+    if (!(await compare(password, hash))) return false;
+    this.verified.set(key, hash);
+    return true;
+  }
+
+  get size(): number {
+    return this.users.size;
+  }
+}
