@@ -1,0 +1,171 @@
+/**
+ * A throw-away PKI for TLS and authentication tests, made with the real `openssl` in a temp directory: a test CA,
+ * a server certificate for 127.0.0.1/localhost, client certificates (valid, expired, or from another CA),
+ * token-signing keys, and htpasswd lines (bcrypt at the lowest cost, so tests stay fast).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, copyFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import bcrypt from 'bcryptjs';
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+export interface KeyPair {
+  cert: string;
+  key: string;
+}
+
+export interface Pki {
+  dir: string;
+  /** The CA certificate (PEM): trust it in clients (`--cacert`, a cert dir's ca.crt) and as tls.clientCa. */
+  ca: string;
+  server: KeyPair;
+  /** A client certificate with subject CN `name` (and SAN DNS:`name` when it looks like a host name). */
+  client(name: string, options?: { expired?: boolean; otherCa?: boolean }): KeyPair;
+  /** A directory as skopeo/podman `--cert-dir` wants it: ca.crt, plus client.cert/client.key when given. */
+  certDir(client?: KeyPair): string;
+}
+
+const CA_CONFIG = `[ca]
+default_ca = test
+[test]
+dir = .
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = any
+copy_extensions = copy
+unique_subject = no
+[any]
+commonName = supplied
+`;
+
+function makeCa(dir: string, name: string): void {
+  mkdirSync(dir, { recursive: true });
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+      '-days',
+      '3',
+      '-subj',
+      `/CN=${name}`,
+    ],
+    dir,
+  );
+  writeFileSync(path.join(dir, 'ca.cnf'), CA_CONFIG);
+  writeFileSync(path.join(dir, 'index.txt'), '');
+  writeFileSync(path.join(dir, 'serial'), '1000\n');
+}
+
+let counter = 0;
+
+function issue(caDir: string, name: string, san: string | undefined, dates: string[]): KeyPair {
+  const base = `cert-${++counter}`;
+  const extFile = path.join(caDir, `${base}.ext`);
+  writeFileSync(extFile, san === undefined ? '' : `subjectAltName=${san}\n`);
+  openssl(
+    [
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      `${base}.key`,
+      '-out',
+      `${base}.csr`,
+      '-subj',
+      `/CN=${name}`,
+    ],
+    caDir,
+  );
+  openssl(
+    [
+      'ca',
+      '-batch',
+      '-config',
+      'ca.cnf',
+      '-cert',
+      'ca.pem',
+      '-keyfile',
+      'ca.key',
+      '-in',
+      `${base}.csr`,
+      '-out',
+      `${base}.pem`,
+      '-notext',
+      '-extfile',
+      extFile,
+      ...dates,
+    ],
+    caDir,
+  );
+  return { cert: path.join(caDir, `${base}.pem`), key: path.join(caDir, `${base}.key`) };
+}
+
+const VALID = ['-days', '2'];
+const EXPIRED = ['-startdate', '20200101000000Z', '-enddate', '20200102000000Z'];
+
+/** A fresh PKI under `dir` (created). */
+export function makePki(dir: string): Pki {
+  const caDir = path.join(dir, 'ca');
+  const otherDir = path.join(dir, 'other-ca');
+  makeCa(caDir, 'derrick test CA');
+  let otherMade = false;
+  const server = issue(caDir, '127.0.0.1', 'IP:127.0.0.1,DNS:localhost', VALID);
+  let dirs = 0;
+  return {
+    dir,
+    ca: path.join(caDir, 'ca.pem'),
+    server,
+    client(name, options = {}) {
+      let ca = caDir;
+      if (options.otherCa) {
+        if (!otherMade) makeCa(otherDir, 'another CA');
+        otherMade = true;
+        ca = otherDir;
+      }
+      const san = /^[a-z0-9.-]+$/.test(name) && name.includes('.') ? `DNS:${name}` : undefined;
+      return issue(ca, name, san, options.expired ? EXPIRED : VALID);
+    },
+    certDir(client) {
+      const target = path.join(dir, `certs-${++dirs}`);
+      mkdirSync(target, { recursive: true });
+      copyFileSync(path.join(caDir, 'ca.pem'), path.join(target, 'ca.crt'));
+      if (client) {
+        copyFileSync(client.cert, path.join(target, 'client.cert'));
+        copyFileSync(client.key, path.join(target, 'client.key'));
+      }
+      return target;
+    },
+  };
+}
+
+/** A PEM private key for signing tokens: EC P-256 (ES256) or RSA 2048 (RS256), written to `file`. */
+export function tokenKey(file: string, kind: 'ec' | 'rsa' = 'ec'): string {
+  const args =
+    kind === 'ec'
+      ? ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', file]
+      : ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', file];
+  openssl(args, path.dirname(file));
+  return file;
+}
+
+/** An htpasswd line `user:<bcrypt hash>` ($2y$, cost 4: fast for tests, real bcrypt all the same). */
+export function htpasswdLine(user: string, password: string): string {
+  return `${user}:${bcrypt.hashSync(password, 4).replace(/^\$2[ab]\$/, '$2y$')}`;
+}
