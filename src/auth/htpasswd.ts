@@ -16,7 +16,7 @@ function weakKind(hash: string): string | undefined {
   if (hash.startsWith('$apr1$')) return 'an Apache MD5 ($apr1$) hash';
   if (hash.startsWith('$1$')) return 'an MD5-crypt ($1$) hash';
   if (hash.startsWith('{SHA}')) return 'an unsalted SHA-1 ({SHA}) hash';
-  if (hash.startsWith('$5$') || hash.startsWith('$6$')) return 'a SHA-crypt hash';
+  if (hash.startsWith('$5$') || hash.startsWith('$6$')) return 'a SHA-crypt ($5$/$6$) hash';
   if (/^[./A-Za-z0-9]{13}$/.test(hash)) return 'a DES crypt() hash';
   return undefined;
 }
@@ -42,18 +42,28 @@ export function parseHtpasswd(text: string, file: string): Map<string, string> {
     throw new Error(
       weak === undefined
         ? `${where}: user "${user}" has no bcrypt hash; make one with htpasswd -B`
-        : `${where}: user "${user}" has ${weak}, which derrick refuses as too weak; replace it with htpasswd -B`,
+        : `${where}: user "${user}" has ${weak}, which derrick refuses (only bcrypt is accepted); replace it with htpasswd -B`,
     );
   });
   return users;
 }
 
-type Compare = (password: string, hash: string) => Promise<boolean>;
+type Bcrypt = typeof import('bcryptjs').default;
 
-let bcryptCompare: Promise<Compare> | undefined;
+let bcryptModule: Promise<Bcrypt> | undefined;
 // bcryptjs loads only when a password is first checked (start-up time is module loading).
-const loadCompare = (): Promise<Compare> =>
-  (bcryptCompare ??= import('bcryptjs').then((module) => module.default.compare));
+const loadBcrypt = (): Promise<Bcrypt> =>
+  (bcryptModule ??= import('bcryptjs').then((module) => module.default));
+
+/** The cost most of the hashes use (their `$2y$<cost>$`), 10 when there are none. */
+function typicalCost(users: ReadonlyMap<string, string>): number {
+  const counts = new Map<number, number>();
+  for (const hash of users.values()) {
+    const cost = Number(hash.slice(4, 6));
+    counts.set(cost, (counts.get(cost) ?? 0) + 1);
+  }
+  return [...counts].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 10;
+}
 
 export interface HtpasswdLog {
   error(object: object, message: string): void;
@@ -67,6 +77,8 @@ export class Htpasswd {
   /** HMAC(user, password) → the hash that pair matched. The HMAC key never leaves this process. */
   private readonly verified = new LRUCache<string, string>({ max: 10_000 });
   private readonly cacheKey = randomBytes(32);
+  /** Compared against for an unknown user, so that a wrong name takes as long as a wrong password. */
+  private dummy: { cost: number; hash: Promise<string> } | undefined;
 
   /** Reads the file now; a missing or invalid file is an AuthConfigError naming `key`. */
   constructor(
@@ -117,16 +129,22 @@ export class Htpasswd {
   /** Whether `password` is `user`'s. */
   async verify(user: string, password: string): Promise<boolean> {
     this.refresh();
+    const bcrypt = await loadBcrypt();
     const hash = this.users.get(user);
-    if (hash === undefined) return false;
+    if (hash === undefined) {
+      const cost = typicalCost(this.users);
+      if (this.dummy?.cost !== cost)
+        this.dummy = { cost, hash: bcrypt.hash(randomBytes(16).toString('hex'), cost) };
+      await bcrypt.compare(password, await this.dummy.hash);
+      return false;
+    }
     const key = createHmac('sha256', this.cacheKey)
       .update(user)
       .update('\0')
       .update(password)
       .digest('base64');
     if (this.verified.get(key) === hash) return true;
-    const compare = await loadCompare();
-    if (!(await compare(password, hash))) return false;
+    if (!(await bcrypt.compare(password, hash))) return false;
     this.verified.set(key, hash);
     return true;
   }

@@ -178,6 +178,15 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
       sendError(request, reply, error);
       return;
     }
+    const status = (error as { statusCode?: unknown }).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500 && request.url.startsWith(TOKEN_PATH)) {
+      // A token request whose body Fastify refused (type, size): OAuth's error shape, not a 500.
+      void reply
+        .code(400)
+        .type('application/json; charset=utf-8')
+        .send(JSON.stringify({ error: 'invalid_request', error_description: (error as Error).message }));
+      return;
+    }
     request.log.error({ err: error }, 'unexpected error');
     sendError(request, reply, new RegistryError('UNKNOWN', ERROR_CODES.UNKNOWN.message));
   });
