@@ -93,6 +93,11 @@ export class Auth {
     this.scheme = this.tokens ? 'bearer' : this.htpasswd ? 'basic' : undefined;
   }
 
+  /** The realm of Basic challenges. */
+  get realm(): string {
+    return this.config.auth.realm.replace(/["\\]/g, '');
+  }
+
   /** Whether a client can authenticate with a header at all (else Authorization headers are ignored). */
   get challenges(): boolean {
     return this.scheme !== undefined;

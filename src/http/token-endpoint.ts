@@ -27,6 +27,19 @@ async function oauthError(reply: FastifyReply, error: string, description: strin
     .send(JSON.stringify({ error, error_description: description }));
 }
 
+/** The principal asking for a token; a refusal challenges for Basic credentials (what this endpoint takes). */
+async function login(auth: Auth, facts: RequestFacts): Promise<Principal> {
+  try {
+    return await auth.authenticate(facts, false);
+  } catch (error) {
+    if (error instanceof RegistryError && error.code === 'UNAUTHORIZED')
+      throw new RegistryError('UNAUTHORIZED', error.message, null, {
+        'www-authenticate': `Basic realm="${auth.realm}",charset="UTF-8"`,
+      });
+    throw error;
+  }
+}
+
 export function tokenHandler(context: TokenEndpointContext) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const auth = context.auth();
@@ -50,7 +63,7 @@ export function tokenHandler(context: TokenEndpointContext) {
       const user = params.get('username') ?? '';
       const password = params.get('password') ?? '';
       const encoded = Buffer.from(`${user}:${password}`).toString('base64');
-      principal = await auth.authenticate({ ...facts, authorization: `Basic ${encoded}` }, false);
+      principal = await login(auth, { ...facts, authorization: `Basic ${encoded}` });
     } else {
       const url = request.raw.url ?? '';
       params = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
@@ -59,7 +72,7 @@ export function tokenHandler(context: TokenEndpointContext) {
           'UNAUTHORIZED',
           'the token endpoint takes Basic credentials or a client certificate, not a bearer token',
         );
-      principal = await auth.authenticate(facts, false);
+      principal = await login(auth, facts);
     }
     const asked = params.get('service');
     if (asked !== null && asked !== service) {

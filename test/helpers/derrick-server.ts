@@ -12,7 +12,7 @@ export interface DerrickServer {
   /** `127.0.0.1:<port>`: what goes before the repository name in an image reference. */
   host: string;
   port: number;
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>`, or `https://…` when the configuration sets tls. */
   url: string;
   /** The mode the CLI reports. */
   mode: string;
@@ -21,10 +21,22 @@ export interface DerrickServer {
   /** Everything the server printed so far (stdout and stderr). */
   output: () => string;
   /**
+   * Resolves with the output once `pattern` (made global here) has matched `count` (default 1) times in what was
+   * printed from offset `from` (default 0: all of it; pass `output().length` taken before a signal to see only
+   * what followed it). Rejects when the server exits first, or after `timeoutMs` (a safety net, default 30 s).
+   */
+  waitForOutput: (pattern: RegExp, options?: WaitForOutputOptions) => Promise<string>;
+  /**
    * SIGTERM, then SIGKILL if it has not exited after `graceMs`. Resolves to how it ended; `killed` says the
    * SIGKILL was needed. Stopping twice is harmless.
    */
   stop: (graceMs?: number) => Promise<{ code: number | null; signal: string | null; killed: boolean }>;
+}
+
+export interface WaitForOutputOptions {
+  from?: number;
+  count?: number;
+  timeoutMs?: number;
 }
 
 export interface DerrickServerOptions {
@@ -106,6 +118,40 @@ export async function startDerrickServer(
     throw error;
   });
 
+  const waitForOutput = (pattern: RegExp, options: WaitForOutputOptions = {}): Promise<string> => {
+    const { from = 0, count = 1, timeoutMs: waitMs = 30000 } = options;
+    const global = new RegExp(pattern.source, pattern.flags.includes('g') ? pattern.flags : `${pattern.flags}g`);
+    const seen = (): boolean => (output.slice(from).match(global)?.length ?? 0) >= count;
+    if (seen()) return Promise.resolve(output);
+    if (exited(child))
+      return Promise.reject(new Error(`derrick serve has exited without printing ${pattern}:\n${output.slice(from)}`));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        finish();
+        reject(new Error(`derrick serve did not print ${pattern} ×${count} within ${waitMs} ms:\n${output.slice(from)}`));
+      }, waitMs);
+      const onData = (): void => {
+        // The output listeners above were added first, so `output` already holds this chunk.
+        if (!seen()) return;
+        finish();
+        resolve(output);
+      };
+      const onExit = (code: number | null, signal: string | null): void => {
+        finish();
+        reject(new Error(`derrick serve exited (${signal ?? code}) before printing ${pattern}:\n${output.slice(from)}`));
+      };
+      function finish(): void {
+        clearTimeout(timer);
+        child.stdout?.off('data', onData);
+        child.stderr?.off('data', onData);
+        child.off('exit', onExit);
+      }
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', onData);
+      child.once('exit', onExit);
+    });
+  };
+
   const [, , scheme = 'http', port = '', mode = ''] = ready;
   return {
     host: `127.0.0.1:${port}`,
@@ -114,6 +160,7 @@ export async function startDerrickServer(
     mode,
     pid: child.pid ?? 0,
     output: () => output,
+    waitForOutput,
     stop,
   };
 }

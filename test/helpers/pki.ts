@@ -169,3 +169,17 @@ export function tokenKey(file: string, kind: 'ec' | 'rsa' = 'ec'): string {
 export function htpasswdLine(user: string, password: string): string {
   return `${user}:${bcrypt.hashSync(password, 4).replace(/^\$2[ab]\$/, '$2y$')}`;
 }
+
+/**
+ * A PEM private key derrick must refuse for signing tokens (it takes EC P-256 and RSA ≥ 2048 only): Ed25519,
+ * EC P-384 or RSA 1024, written to `file`.
+ */
+export function unsupportedTokenKey(file: string, kind: 'ed25519' | 'ec-p384' | 'rsa-1024'): string {
+  const args = {
+    ed25519: ['genpkey', '-algorithm', 'ED25519', '-out', file],
+    'ec-p384': ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384', '-out', file],
+    'rsa-1024': ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024', '-out', file],
+  }[kind];
+  openssl(args, path.dirname(file));
+  return file;
+}
