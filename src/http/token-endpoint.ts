@@ -71,6 +71,8 @@ export function tokenHandler(context: TokenEndpointContext) {
         throw new RegistryError(
           'UNAUTHORIZED',
           'the token endpoint takes Basic credentials or a client certificate, not a bearer token',
+          null,
+          { 'www-authenticate': `Basic realm="${auth.realm}",charset="UTF-8"` },
         );
       principal = await login(auth, facts);
     }
