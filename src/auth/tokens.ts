@@ -7,6 +7,7 @@
  */
 import { createPrivateKey, createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { LRUCache } from 'lru-cache';
 import { AuthConfigError } from './errors.ts';
 import type { Access } from './scopes.ts';
 
@@ -153,6 +154,10 @@ function claimAccess(payload: Record<string, unknown>): Access[] {
 export class Tokens {
   private readonly signing: ReturnType<typeof signingKey> | undefined;
   private readonly trusted: Map<string, PublicKey[]>;
+  /** Tokens verified already, until they expire: a client sends the same one with every request. */
+  private readonly verified = new LRUCache<string, { token: VerifiedToken; expiresAt: number }>({
+    max: 10_000,
+  });
 
   constructor(readonly settings: TokenSettings) {
     this.signing = settings.key === undefined ? undefined : signingKey(settings.key);
@@ -199,6 +204,14 @@ export class Tokens {
 
   /** Verifies a bearer token; TokenError says why it is refused (in words fit for the client). */
   async verify(token: string): Promise<VerifiedToken> {
+    const hit = this.verified.get(token);
+    if (hit && Date.now() / 1000 < hit.expiresAt) return hit.token;
+    const verified = await this.verifyUncached(token);
+    this.verified.set(token, verified);
+    return verified.token;
+  }
+
+  private async verifyUncached(token: string): Promise<{ token: VerifiedToken; expiresAt: number }> {
     const { decodeJwt, decodeProtectedHeader, jwtVerify, errors } = await loadJose();
     let issuer: unknown;
     let kid: unknown;
@@ -238,7 +251,7 @@ export class Tokens {
           : subject === ''
             ? []
             : [`user:${subject}`];
-        return {
+        const verified: VerifiedToken = {
           own,
           subject,
           ids,
@@ -252,6 +265,8 @@ export class Tokens {
           ),
           catalog: access.some((entry) => entry.type === 'registry' && entry.name === 'catalog'),
         };
+        // exp is required: jwtVerify has checked it is there and a number.
+        return { token: verified, expiresAt: (payload.exp ?? 0) + CLOCK_TOLERANCE_SECONDS };
       } catch (error) {
         lastError = error;
         if (!(error instanceof errors.JWSSignatureVerificationFailed)) break;
