@@ -33,6 +33,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildFixtures, loadIntoDockerRegistry } from './fixtures.ts';
 import { killLoadGenerators, median, processTree, runDownloads, runLoad, type LoadResult } from './load.ts';
+import { startAuthDerrick, type AuthServer } from './measures-auth.ts';
 import { measurePublishThroughput, measureStartup, measureVisibility } from './measures-tree.ts';
 import {
   REPO_ROOT,
@@ -378,6 +379,8 @@ function costRow(
 interface Servers {
   nginx: BenchServer;
   redirect: BenchServer;
+  /** derrick in redirect mode with every repository behind a login. */
+  login: AuthServer;
   serve: BenchServer;
   registry: BenchServer;
   bare200: BenchServer;
@@ -416,7 +419,7 @@ async function startServers(
     log(`docker-registry loaded in ${fmt(elapsedSeconds(loadStarted))} s`);
     return registry;
   })();
-  const [redirect, serve, registry] = await Promise.all([
+  const [redirect, serve, registry, login] = await Promise.all([
     startDerrick({
       dataDir: fixtures.dataDir,
       mode: 'redirect',
@@ -425,6 +428,7 @@ async function startServers(
     }),
     startDerrick({ dataDir: fixtures.dataDir, mode: 'serve', ...(workers === undefined ? {} : { workers }) }),
     registryLoaded,
+    startAuthDerrick(fixtures, { redirectUrl: nginx.url, workers, repository: fixtures.image.name }),
   ]);
   // The bare servers run as many processes as derrick serves with: its workers, or itself alone.
   const derrickProcesses = processTree(redirect.pid).length;
@@ -442,7 +446,7 @@ async function startServers(
   log(
     `servers up in ${fmt(elapsedSeconds(started))} s (derrick: ${derrickProcesses} processes; bare node:http: ${bareWorkers} worker${bareWorkers > 1 ? 's' : ''})`,
   );
-  return { nginx, redirect, serve, registry, bare200, bare302 };
+  return { nginx, redirect, serve, registry, login, bare200, bare302 };
 }
 
 async function httpMeasures(fixtures: Fixtures, servers: Servers, plan: Plan): Promise<Row[]> {
@@ -486,6 +490,40 @@ async function httpMeasures(fixtures: Fixtures, servers: Servers, plan: Plan): P
       plan,
     );
     rows.push(compareRow('GET /v2/', plan, get(s, 'derrick'), get(s, 'registry'), [get(s, 'bare')]));
+  }
+
+  // The same manifest HEAD with credentials: bcrypt paid once per user/password, a token verified once.
+  {
+    const probe = (key: string, server: BenchServer, authorization?: string): Probe => ({
+      key,
+      server,
+      path: byTag,
+      method: 'HEAD',
+      headers: authorization === undefined ? accept : { ...accept, authorization },
+      expect: 200,
+      connections: c,
+    });
+    const s = await runGroup(
+      'manifest HEAD with credentials',
+      [
+        probe('anonymous', servers.redirect),
+        probe('basic', servers.login.server, servers.login.basic),
+        probe('bearer', servers.login.server, servers.login.bearer),
+      ],
+      plan,
+    );
+    for (const [key, what] of [
+      ['basic', 'Basic credentials (bcrypt cost 10)'],
+      ['bearer', 'a bearer token (ES256)'],
+    ] as const) {
+      const ratio = get(s, key).requestsPerSecond / get(s, 'anonymous').requestsPerSecond;
+      rows.push(
+        compareRow(`manifest HEAD by tag with ${what}`, plan, get(s, key), get(s, 'anonymous'), [], {
+          text: '≥ 0.5× the same HEAD, anonymous (credentials checked once, then remembered)',
+          met: ratio >= 0.5,
+        }),
+      );
+    }
   }
 
   // Manifests (and the blob redirect, whose reference is the same bare 302), GET then HEAD.

@@ -196,6 +196,8 @@ export interface DerrickOptions {
   workers?: number;
   /** A label for tables ("derrick (redirect)" by default). */
   name?: string;
+  /** A YAML configuration file (`--config`), for what flags do not carry well (access rules). */
+  config?: string;
 }
 
 /** `node bin/derrick.js serve --data-dir … --listen 127.0.0.1:<port> --access-log false --log-level warn …` */
@@ -218,6 +220,7 @@ export function startDerrick(options: DerrickOptions): Promise<BenchServer> {
       options.mode,
       ...(options.redirectUrl === undefined ? [] : ['--redirect-url', options.redirectUrl]),
       ...(options.workers === undefined ? [] : ['--workers', String(options.workers)]),
+      ...(options.config === undefined ? [] : ['--config', options.config]),
     ],
     // Only what derrick is told on its command line: no DERRICK_* from the caller's environment.
     env: Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('DERRICK_'))),
