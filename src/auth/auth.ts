@@ -74,6 +74,8 @@ export class Auth {
   constructor(
     private readonly config: Pick<Config, 'auth' | 'access'>,
     private readonly log: AuthLog,
+    /** The Auth this one replaces (a reload): its failed-login counts carry over when the limits are the same. */
+    previous?: Auth,
   ) {
     const { auth } = config;
     this.htpasswd = auth.htpasswd === undefined ? undefined : new Htpasswd(auth.htpasswd, log);
@@ -89,7 +91,13 @@ export class Auth {
       );
     this.tokens = auth.token ? new Tokens(auth.token) : undefined;
     this.rules = new AccessRules(config.access, auth.groups);
-    this.failedLogins = new FailedLogins(auth.failedLogins.limit, auth.failedLogins.windowSeconds * 1000);
+    const { limit, windowSeconds } = auth.failedLogins;
+    this.failedLogins =
+      previous &&
+      previous.config.auth.failedLogins.limit === limit &&
+      previous.config.auth.failedLogins.windowSeconds === windowSeconds
+        ? previous.failedLogins
+        : new FailedLogins(limit, windowSeconds * 1000);
     this.scheme = this.tokens ? 'bearer' : this.htpasswd ? 'basic' : undefined;
   }
 
@@ -238,7 +246,10 @@ export class Auth {
       mayPull,
       mayList: (name, protectedRecord) =>
         mayPull(name, protectedRecord) ||
-        (token !== undefined && token.catalog && rules.allows(principal.ids, name, protectedRecord)),
+        (token !== undefined &&
+          token.own &&
+          token.catalog &&
+          rules.allows(principal.ids, name, protectedRecord)),
       isPublic: (name, protectedRecord) => rules.allows([], name, protectedRecord),
       denied: (name) => {
         if (this.config.auth.denied === 'notFound' || !this.challenges) return notFound(name);
@@ -258,14 +269,12 @@ export class Auth {
 
   /**
    * The token endpoint's decision: of the accesses asked for, those this principal gets — pull on repositories
-   * it may pull (`protectedOf` reads whether a record is protected; undefined when there is none), and the
-   * catalog (which is filtered per client anyway). Nothing else is ever granted: derrick is read-only.
+   * the rules let it pull, and the catalog (which is filtered per client anyway). Nothing else is ever granted:
+   * derrick is read-only. Decided on names alone, without reading the tree, so a token says nothing about which
+   * repositories exist or are protected; a protected record is refused to anonymous tokens when it is pulled
+   * (derrick's own tokens are checked against the rules again on every request).
    */
-  async grant(
-    principal: Principal,
-    requested: readonly Access[],
-    protectedOf: (name: string) => Promise<boolean | undefined>,
-  ): Promise<Access[]> {
+  grant(principal: Principal, requested: readonly Access[]): Access[] {
     const granted: Access[] = [];
     for (const access of requested) {
       if (access.type === 'registry' && access.name === 'catalog') {
@@ -275,7 +284,6 @@ export class Auth {
       if (access.type !== 'repository' || !isValidName(access.name)) continue;
       if (!access.actions.some((action) => action === 'pull' || action === '*')) continue;
       if (!this.rules.allows(principal.ids, access.name, false)) continue;
-      if (principal.ids.length === 0 && (await protectedOf(access.name)) === true) continue;
       granted.push({ type: 'repository', name: access.name, actions: ['pull'] });
     }
     return granted;

@@ -1,9 +1,25 @@
 /**
- * Failed logins per client address, in fixed windows: after `limit` failures within `windowSeconds`, that
+ * Failed logins per client address (an IPv6 client by its /64), in fixed windows: after `limit` failures within `windowSeconds`, that
  * client's credentials are not even checked (no bcrypt spent on it) until the window ends. Each serving process
  * counts its own (in a cluster, a client's budget is at most limit × workers).
  */
+import { isIPv6 } from 'node:net';
 import { LRUCache } from 'lru-cache';
+
+/** The key a client is counted under: its address, or for IPv6 its /64 (one host usually holds a whole /64). */
+export function clientKey(address: string): string {
+  if (!isIPv6(address)) return address;
+  const [head = '', tail = ''] = address.split('::');
+  const headParts = head === '' ? [] : head.split(':');
+  const tailParts = address.includes('::') ? (tail === '' ? [] : tail.split(':')) : [];
+  const groups = address.includes('::')
+    ? [...headParts, ...Array<string>(8 - headParts.length - tailParts.length).fill('0'), ...tailParts]
+    : headParts;
+  return `${groups
+    .slice(0, 4)
+    .map((group) => group.toLowerCase().replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
+}
 
 interface Window {
   start: number;
@@ -19,7 +35,8 @@ export class FailedLogins {
     private readonly now: () => number = Date.now,
   ) {}
 
-  private current(client: string): Window | undefined {
+  private current(address: string): Window | undefined {
+    const client = clientKey(address);
     const window = this.windows.get(client);
     if (window && this.now() - window.start >= this.windowMs) {
       this.windows.delete(client);
@@ -35,9 +52,9 @@ export class FailedLogins {
     return Math.max(1, Math.ceil((window.start + this.windowMs - this.now()) / 1000));
   }
 
-  fail(client: string): void {
-    const window = this.current(client);
+  fail(address: string): void {
+    const window = this.current(address);
     if (window) window.failures++;
-    else this.windows.set(client, { start: this.now(), failures: 1 });
+    else this.windows.set(clientKey(address), { start: this.now(), failures: 1 });
   }
 }

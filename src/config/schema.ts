@@ -8,8 +8,8 @@ const hostPort = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 const mode = z.enum(['redirect', 'serve']);
 
 /** An identity in access rules and groups: `user:<name>`, `cert:<CN or SAN>`, `group:<name>`. */
-const member = z.string().regex(/^(?:user|cert):\S+$/, { error: 'expected user:<name> or cert:<identity>' });
-const who = z.string().regex(/^(?:anonymous|authenticated|(?:user|cert|group):\S+)$/, {
+const member = z.string().regex(/^(?:user|cert):\S.*$/, { error: 'expected user:<name> or cert:<identity>' });
+const who = z.string().regex(/^(?:anonymous|authenticated|(?:user|cert|group):\S.*)$/, {
   error: 'expected anonymous, authenticated, user:<name>, group:<name> or cert:<identity>',
 });
 

@@ -50,7 +50,7 @@ const RELOADABLE = new Set(['auth', 'access', 'tls']);
 export function reloadApp(app: FastifyInstance, config: Config): string[] {
   const live = lives.get(app);
   if (!live) throw new Error('not an app made by buildApp');
-  const auth = new Auth(config, app.log);
+  const auth = new Auth(config, app.log, live.auth);
   const restart = Object.keys(config).filter(
     (key) =>
       !RELOADABLE.has(key) &&
@@ -61,10 +61,17 @@ export function reloadApp(app: FastifyInstance, config: Config): string[] {
     c.tls?.clientCa === undefined,
     c.tls?.requireClientCert,
   ];
-  if (JSON.stringify(tlsShape(config)) !== JSON.stringify(tlsShape(live.config))) restart.push('tls');
+  // Whether TLS is on and asks for client certificates is fixed when listening: only its files can change.
+  const sameShape = JSON.stringify(tlsShape(config)) === JSON.stringify(tlsShape(live.config));
+  if (!sameShape) restart.push('tls');
   else if (config.tls && live.tls) live.tls.reload(config.tls);
   live.auth = auth;
-  live.config = { ...live.config, auth: config.auth, access: config.access, tls: config.tls };
+  live.config = {
+    ...live.config,
+    auth: config.auth,
+    access: config.access,
+    tls: sameShape ? config.tls : live.config.tls,
+  };
   return restart;
 }
 
@@ -262,7 +269,6 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
     handler: tokenHandler({
       auth: () => live.auth,
       facts,
-      protectedOf: (name) => registry.protectedOf(name),
     }),
   });
 

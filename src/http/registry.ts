@@ -25,6 +25,8 @@ import { redirectUrl } from './redirect.ts';
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 /** Content only some clients may pull: no shared cache (a CDN, a proxy) may keep it for the next client. */
 const PRIVATE_IMMUTABLE = 'private, max-age=31536000, immutable';
+/** Answers that change (tag lists, tags, referrers) of such repositories, and the catalog (it differs per client). */
+const PRIVATE_REVALIDATE = 'private, no-cache';
 
 /** A repository as one client may see it. */
 interface Visible {
@@ -222,7 +224,10 @@ export class Registry {
     return {
       kind: 'bytes',
       status: 200,
-      headers: { ...headers, 'cache-control': reference.digest ? immutable : 'no-cache' },
+      headers: {
+        ...headers,
+        'cache-control': reference.digest ? immutable : visible.isPublic ? 'no-cache' : PRIVATE_REVALIDATE,
+      },
       body,
     };
   }
@@ -291,12 +296,12 @@ export class Registry {
     const visible = await this.repository(viewer, name);
     const { cached } = visible;
     if (cached.repository.pulp) return this.pulpRedirect(visible, 'tags/list');
+    const headers: Headers = visible.isPublic ? {} : { 'cache-control': PRIVATE_REVALIDATE };
     const max = this.config.tags.maxPageSize;
     const n = parsePageSize(query.n, max) ?? max;
     const list = cached.tagList;
     const start = query.last === undefined ? 0 : upperBound(list, query.last);
     const page = list.slice(start, start + n);
-    const headers: Headers = {};
     const last = page[page.length - 1];
     if (start + n < list.length && last !== undefined) {
       headers.link = `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`;
@@ -320,7 +325,7 @@ export class Registry {
       }
       names.push(name);
     }
-    const headers: Headers = {};
+    const headers: Headers = { 'cache-control': PRIVATE_REVALIDATE };
     const last = names[names.length - 1];
     if (more && last !== undefined)
       headers.link = `</v2/_catalog?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`;
@@ -333,7 +338,7 @@ export class Registry {
     digest: string,
     artifactType: string | undefined,
   ): Promise<Answer> {
-    const { cached } = await this.repository(viewer, name);
+    const { cached, isPublic } = await this.repository(viewer, name);
     const found = cached.referrers().get(digest) ?? [];
     const manifests = [];
     for (const [referrer, entry] of found) {
@@ -347,6 +352,7 @@ export class Registry {
       });
     }
     const headers: Headers = { 'content-type': OCI_INDEX };
+    if (!isPublic) headers['cache-control'] = PRIVATE_REVALIDATE;
     if (artifactType !== undefined) headers['oci-filters-applied'] = 'artifactType';
     return jsonAnswer({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }, headers);
   }

@@ -4,6 +4,7 @@
  * arrive (at most once a second), so a renewed certificate is served without a restart. A file that cannot be
  * used then is logged and the previous context stays in force.
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createSecureContext, TLSSocket, type SecureContextOptions } from 'node:tls';
@@ -21,20 +22,45 @@ function read(key: string, file: string): Buffer {
   }
 }
 
-/** The secure-context options of `tls`, checked (key matches certificate, PEM parses); AuthConfigError if not. */
+function checkCertificates(key: string, file: string, pem: Buffer): void {
+  const blocks =
+    pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new AuthConfigError(key, `${file} holds no PEM certificate`);
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch (error) {
+      throw new AuthConfigError(
+        key,
+        `${file} holds a certificate that cannot be read: ${(error as Error).message}`,
+      );
+    }
+  }
+}
+
+/**
+ * The secure-context options of `tls`, each file checked on its own (so the error names the right key) and then
+ * together (the key must match the certificate); AuthConfigError if any is unusable.
+ */
 export function secureContextOptions(tls: TlsConfig): SecureContextOptions {
   const options: SecureContextOptions = { cert: read('tls.cert', tls.cert), key: read('tls.key', tls.key) };
-  if (tls.clientCa !== undefined) options.ca = read('tls.clientCa', tls.clientCa);
+  checkCertificates('tls.cert', tls.cert, options.cert as Buffer);
+  try {
+    createPrivateKey(options.key as Buffer);
+  } catch (error) {
+    throw new AuthConfigError('tls.key', `${tls.key} is not a PEM private key: ${(error as Error).message}`);
+  }
+  if (tls.clientCa !== undefined) {
+    options.ca = read('tls.clientCa', tls.clientCa);
+    checkCertificates('tls.clientCa', tls.clientCa, options.ca);
+  }
   try {
     createSecureContext(options);
   } catch (error) {
-    const message = (error as Error).message;
-    const key = /key/i.test(message)
-      ? 'tls.key'
-      : /ca|certificate authority/i.test(message)
-        ? 'tls.clientCa'
-        : 'tls.cert';
-    throw new AuthConfigError(key, `the TLS files cannot be used together: ${message}`);
+    throw new AuthConfigError(
+      'tls.key',
+      `${tls.key} cannot be used with the certificate in ${tls.cert}: ${(error as Error).message}`,
+    );
   }
   return options;
 }

@@ -15,8 +15,6 @@ export const TOKEN_PATH = '/auth/token';
 export interface TokenEndpointContext {
   auth: () => Auth;
   facts: (request: FastifyRequest) => RequestFacts;
-  /** Whether the repository's record is protected; undefined when there is none. */
-  protectedOf: (name: string) => Promise<boolean | undefined>;
 }
 
 async function oauthError(reply: FastifyReply, error: string, description: string): Promise<void> {
@@ -85,7 +83,7 @@ export function tokenHandler(context: TokenEndpointContext) {
         `this derrick issues tokens for service "${service}", not "${asked}"`,
       );
     }
-    const granted = await auth.grant(principal, parseScopes(params.getAll('scope')), context.protectedOf);
+    const granted = auth.grant(principal, parseScopes(params.getAll('scope')));
     const { token, expiresIn, issuedAt } = await auth.issue(principal, granted);
     request.log.info(
       { subject: principal.ids[0] ?? 'anonymous', granted: granted.map(scopeOf) },
