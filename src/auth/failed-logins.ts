@@ -9,10 +9,16 @@ import { LRUCache } from 'lru-cache';
 /** The key a client is counted under: its address, or for IPv6 its /64 (one host usually holds a whole /64). */
 export function clientKey(address: string): string {
   if (!isIPv6(address)) return address;
-  const [head = '', tail = ''] = address.split('::');
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped?.[1] !== undefined) return mapped[1];
+  // A dotted IPv4 tail is two groups.
+  const hex = address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_all, a, b, c, d) =>
+    [((Number(a) << 8) | Number(b)).toString(16), ((Number(c) << 8) | Number(d)).toString(16)].join(':'),
+  );
+  const [head = '', tail = ''] = hex.split('::');
   const headParts = head === '' ? [] : head.split(':');
-  const tailParts = address.includes('::') ? (tail === '' ? [] : tail.split(':')) : [];
-  const groups = address.includes('::')
+  const tailParts = hex.includes('::') ? (tail === '' ? [] : tail.split(':')) : [];
+  const groups = hex.includes('::')
     ? [...headParts, ...Array<string>(8 - headParts.length - tailParts.length).fill('0'), ...tailParts]
     : headParts;
   return `${groups

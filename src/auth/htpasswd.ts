@@ -9,7 +9,8 @@ import { readFileSync, statSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { AuthConfigError } from './errors.ts';
 
-const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+/** bcrypt with a cost bcrypt accepts: 04–31. */
+const BCRYPT = /^\$2[aby]\$(?:0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}$/;
 
 /** What a non-bcrypt hash is, for the message that refuses it. */
 function weakKind(hash: string): string | undefined {

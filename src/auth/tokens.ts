@@ -137,6 +137,16 @@ function trustedKeys(trust: TokenSettings['trust'][number], index: number): Publ
   return keys;
 }
 
+/** Whether `key` can verify signatures of algorithm `alg` (so a key set may mix RSA and EC keys). */
+function fitsAlgorithm(key: KeyObject, alg: unknown): boolean {
+  if (typeof alg !== 'string') return false;
+  const type = key.asymmetricKeyType;
+  if (alg.startsWith('RS') || alg.startsWith('PS')) return type === 'rsa' || type === 'rsa-pss';
+  if (alg === 'EdDSA') return type === 'ed25519' || type === 'ed448';
+  const curve = { ES256: 'prime256v1', ES384: 'secp384r1', ES512: 'secp521r1' }[alg];
+  return curve !== undefined && type === 'ec' && key.asymmetricKeyDetails?.namedCurve === curve;
+}
+
 function claimAccess(payload: Record<string, unknown>): Access[] {
   const access = payload.access;
   if (access === undefined) return [];
@@ -215,22 +225,27 @@ export class Tokens {
     const { decodeJwt, decodeProtectedHeader, jwtVerify, errors } = await loadJose();
     let issuer: unknown;
     let kid: unknown;
+    let alg: unknown;
     try {
-      kid = decodeProtectedHeader(token).kid;
+      ({ kid, alg } = decodeProtectedHeader(token));
       issuer = decodeJwt(token).iss;
     } catch {
       throw new TokenError('the bearer token is not a JWT');
     }
     const own = this.signing !== undefined && issuer === this.settings.issuer;
+    const known = own ? undefined : typeof issuer === 'string' ? this.trusted.get(issuer) : undefined;
+    if (!own && known === undefined)
+      throw new TokenError(`tokens from issuer ${JSON.stringify(issuer)} are not accepted`);
     const candidates: PublicKey[] = own
       ? [{ key: this.signing.publicKey }]
-      : typeof issuer === 'string'
-        ? (this.trusted.get(issuer) ?? []).filter(
-            (key) => key.kid === undefined || kid === undefined || key.kid === kid,
-          )
-        : [];
+      : (known ?? []).filter(
+          (key) =>
+            (key.kid === undefined || kid === undefined || key.kid === kid) && fitsAlgorithm(key.key, alg),
+        );
     if (candidates.length === 0)
-      throw new TokenError(`tokens from issuer ${JSON.stringify(issuer)} are not accepted`);
+      throw new TokenError(
+        `no key of issuer ${JSON.stringify(issuer)} fits this token (alg ${JSON.stringify(alg)}${kid === undefined ? '' : `, kid ${JSON.stringify(kid)}`})`,
+      );
     let lastError: unknown;
     for (const candidate of candidates) {
       try {
@@ -269,6 +284,7 @@ export class Tokens {
         return { token: verified, expiresAt: (payload.exp ?? 0) + CLOCK_TOLERANCE_SECONDS };
       } catch (error) {
         lastError = error;
+        // Another key of the same issuer may still verify it (rotation); any other failure is the token's.
         if (!(error instanceof errors.JWSSignatureVerificationFailed)) break;
       }
     }
