@@ -120,15 +120,24 @@ export async function startDerrickServer(
 
   const waitForOutput = (pattern: RegExp, options: WaitForOutputOptions = {}): Promise<string> => {
     const { from = 0, count = 1, timeoutMs: waitMs = 30000 } = options;
-    const global = new RegExp(pattern.source, pattern.flags.includes('g') ? pattern.flags : `${pattern.flags}g`);
+    const global = new RegExp(
+      pattern.source,
+      pattern.flags.includes('g') ? pattern.flags : `${pattern.flags}g`,
+    );
     const seen = (): boolean => (output.slice(from).match(global)?.length ?? 0) >= count;
     if (seen()) return Promise.resolve(output);
     if (exited(child))
-      return Promise.reject(new Error(`derrick serve has exited without printing ${pattern}:\n${output.slice(from)}`));
+      return Promise.reject(
+        new Error(`derrick serve has exited without printing ${pattern}:\n${output.slice(from)}`),
+      );
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         finish();
-        reject(new Error(`derrick serve did not print ${pattern} ×${count} within ${waitMs} ms:\n${output.slice(from)}`));
+        reject(
+          new Error(
+            `derrick serve did not print ${pattern} ×${count} within ${waitMs} ms:\n${output.slice(from)}`,
+          ),
+        );
       }, waitMs);
       const onData = (): void => {
         // The output listeners above were added first, so `output` already holds this chunk.
@@ -138,7 +147,11 @@ export async function startDerrickServer(
       };
       const onExit = (code: number | null, signal: string | null): void => {
         finish();
-        reject(new Error(`derrick serve exited (${signal ?? code}) before printing ${pattern}:\n${output.slice(from)}`));
+        reject(
+          new Error(
+            `derrick serve exited (${signal ?? code}) before printing ${pattern}:\n${output.slice(from)}`,
+          ),
+        );
       };
       function finish(): void {
         clearTimeout(timer);

@@ -183,3 +183,8 @@ export function unsupportedTokenKey(file: string, kind: 'ed25519' | 'ec-p384' | 
   openssl(args, path.dirname(file));
   return file;
 }
+
+/** Another server certificate for 127.0.0.1/localhost from `pki`'s CA: a renewal, for certificate-reload tests. */
+export function renewServerCert(pki: Pki): KeyPair {
+  return issue(path.join(pki.dir, 'ca'), '127.0.0.1', 'IP:127.0.0.1,DNS:localhost', VALID);
+}
