@@ -22,6 +22,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { collectOutput, digestOf, startDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
+import { containersClientConfig } from '../helpers/containers.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { imageWithReferrerLayout, singleImageLayout, type Descriptor } from '../helpers/images.ts';
 import {
@@ -39,24 +40,8 @@ after(() => temp.cleanup());
 let counter = 0;
 const fresh = (label: string): string => path.join(temp.dir, `${label}-${++counter}`);
 
-// The clients' configuration, independent of the host's: no search registries, no stored credentials, any image.
-const clientDir = path.join(temp.dir, 'client-config');
-mkdirSync(clientDir);
-const POLICY = path.join(clientDir, 'policy.json');
-const CLIENT_ENV = {
-  CONTAINERS_REGISTRIES_CONF: path.join(clientDir, 'registries.conf'),
-  CONTAINERS_STORAGE_CONF: path.join(clientDir, 'storage.conf'),
-  CONTAINERS_CONF: path.join(clientDir, 'containers.conf'),
-  REGISTRY_AUTH_FILE: path.join(clientDir, 'auth.json'),
-};
-writeFileSync(POLICY, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-writeFileSync(CLIENT_ENV.CONTAINERS_REGISTRIES_CONF, 'unqualified-search-registries = []\n');
-writeFileSync(
-  CLIENT_ENV.CONTAINERS_STORAGE_CONF,
-  `[storage]\ndriver = "vfs"\nrunroot = "${clientDir}/runroot"\ngraphroot = "${clientDir}/root"\n`,
-);
-writeFileSync(CLIENT_ENV.CONTAINERS_CONF, '');
-writeFileSync(CLIENT_ENV.REGISTRY_AUTH_FILE, '{"auths":{}}\n');
+// The clients' configuration, independent of the host's: no search registries, no credentials, any image.
+const { policy: POLICY, env: CLIENT_ENV } = containersClientConfig(path.join(temp.dir, 'client-config'));
 
 /** Runs a command to completion, whatever its exit code. */
 function exec(command: string, args: string[]): Promise<RunResult> {

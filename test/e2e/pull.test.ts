@@ -5,10 +5,11 @@
  * published tree, and every digest a client ends up with is compared with the one derrick published.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, promises as fs, writeFileSync } from 'node:fs';
+import { chmodSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { digestOf, REPO_ROOT, run, runDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
+import { containersClientConfig } from '../helpers/containers.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import {
   imageWithReferrerLayout,
@@ -27,24 +28,7 @@ let counter = 0;
 const fresh = (label: string): string => path.join(temp.dir, `${label}-${++counter}`);
 
 // The clients' configuration, independent of the host's: no search registries, no credentials, any image.
-const clientDir = path.join(temp.dir, 'client-config');
-mkdirSync(clientDir);
-const POLICY = path.join(clientDir, 'policy.json');
-const CLIENT_ENV = {
-  CONTAINERS_REGISTRIES_CONF: path.join(clientDir, 'registries.conf'),
-  CONTAINERS_STORAGE_CONF: path.join(clientDir, 'storage.conf'),
-  CONTAINERS_CONF: path.join(clientDir, 'containers.conf'),
-  REGISTRY_AUTH_FILE: path.join(clientDir, 'auth.json'),
-};
-writeFileSync(POLICY, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));
-writeFileSync(CLIENT_ENV.CONTAINERS_REGISTRIES_CONF, 'unqualified-search-registries = []\n');
-// podman's --root/--runroot take over from these; it refuses a storage.conf without them.
-writeFileSync(
-  CLIENT_ENV.CONTAINERS_STORAGE_CONF,
-  `[storage]\ndriver = "vfs"\nrunroot = "${clientDir}/runroot"\ngraphroot = "${clientDir}/root"\n`,
-);
-writeFileSync(CLIENT_ENV.CONTAINERS_CONF, '');
-writeFileSync(CLIENT_ENV.REGISTRY_AUTH_FILE, '{"auths":{}}\n');
+const { policy: POLICY, env: CLIENT_ENV } = containersClientConfig(path.join(temp.dir, 'client-config'));
 
 /** `skopeo [--policy <test policy>] <globals> <args>` */
 function skopeo(args: string[], globals: string[] = []): Promise<RunResult> {
