@@ -78,6 +78,8 @@ export class Htpasswd {
   /** HMAC(user, password) → the hash that pair matched. The HMAC key never leaves this process. */
   private readonly verified = new LRUCache<string, string>({ max: 10_000 });
   private readonly cacheKey = randomBytes(32);
+  /** bcrypt checks under way, by credentials and hash. */
+  private readonly checking = new Map<string, Promise<boolean>>();
   /** Compared against for an unknown user, so that a wrong name takes as long as a wrong password. */
   private dummy: { cost: number; hash: Promise<string> } | undefined;
 
@@ -145,7 +147,14 @@ export class Htpasswd {
       .update(password)
       .digest('base64');
     if (this.verified.get(key) === hash) return true;
-    if (!(await bcrypt.compare(password, hash))) return false;
+    // A client that has just logged in sends its first requests in parallel: one bcrypt check serves them all.
+    const pending = `${key}\0${hash}`;
+    let check = this.checking.get(pending);
+    if (!check) {
+      check = bcrypt.compare(password, hash).finally(() => this.checking.delete(pending));
+      this.checking.set(pending, check);
+    }
+    if (!(await check)) return false;
     this.verified.set(key, hash);
     return true;
   }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import bcrypt from 'bcryptjs';
 import { AuthConfigError } from '../../../src/auth/errors.ts';
 import { Htpasswd, parseHtpasswd, type HtpasswdLog } from '../../../src/auth/htpasswd.ts';
 import { tempDir } from '../../helpers/cli.ts';
@@ -161,7 +162,41 @@ describe('parseHtpasswd', () => {
   });
 });
 
+/** Runs `body` while counting bcrypt comparisons (the module object htpasswd.ts calls through). */
+async function countingCompares(body: () => Promise<void>): Promise<number> {
+  const original = bcrypt.compare;
+  let calls = 0;
+  bcrypt.compare = ((...args: Parameters<typeof original>) => {
+    calls++;
+    return original(...args);
+  }) as typeof original;
+  try {
+    await body();
+  } finally {
+    bcrypt.compare = original;
+  }
+  return calls;
+}
+
 describe('Htpasswd', () => {
+  test('bcrypt runs once per user and password: parallel first requests share one check, later ones none', async () => {
+    const users = new Htpasswd(htpasswdFile([htpasswdLine('alice', 'pw')]), fakeLog());
+    const first = await countingCompares(async () => {
+      const results = await Promise.all(Array.from({ length: 8 }, () => users.verify('alice', 'pw')));
+      assert.deepEqual(results, Array<boolean>(8).fill(true));
+    });
+    assert.equal(first, 1);
+    const later = await countingCompares(async () => {
+      for (let i = 0; i < 5; i++) assert.equal(await users.verify('alice', 'pw'), true);
+    });
+    assert.equal(later, 0);
+    const wrong = await countingCompares(async () => {
+      assert.equal(await users.verify('alice', 'nope'), false);
+      assert.equal(await users.verify('alice', 'nope'), false);
+    });
+    assert.equal(wrong, 2, 'failures are not remembered: each costs a check (and counts as a failed login)');
+  });
+
   test('verify: the right password, a wrong one, an unknown user', async () => {
     const file = htpasswdFile([htpasswdLine('alice', 'wonderland'), htpasswdLine('bob', 'builder')]);
     const users = new Htpasswd(file, fakeLog());
