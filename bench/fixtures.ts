@@ -35,7 +35,8 @@ export interface DerrickCli {
 
 let cachedCli: DerrickCli | undefined;
 
-function newestMtime(dir: string): number {
+/** The newest modification time of any file below `dir` (is dist/ older than src/?). */
+export function newestMtime(dir: string): number {
   let newest = 0;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const full = path.join(dir, entry.name);

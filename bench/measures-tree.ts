@@ -13,6 +13,7 @@ import { publish } from '../src/publish/publisher.ts';
 import { unpublish } from '../src/publish/unpublish.ts';
 import { Tree } from '../src/store/tree.ts';
 import { derrickCli, generatedName, layoutsOf, randomImageLayout, REPO_ROOT } from './fixtures.ts';
+import { derrickServeArgs, MANIFEST_ACCEPT, SERVING_LINE } from './servers.ts';
 import type { Fixtures, Row } from './types.ts';
 import { exited, waitForExit } from '../test/helpers/processes.ts';
 
@@ -119,29 +120,16 @@ interface Serving {
   stop: () => Promise<void>;
 }
 
-const READY = /derrick: serving .+ on (https?):\/\/127\.0\.0\.1:(\d+) \(mode \w+\)/;
-
 /**
  * Starts `derrick serve --data-dir <dir> --listen 127.0.0.1:0 --access-log false <args>` (the compiled CLI when
  * built) and resolves once it prints the line naming its port. Stops it if it does not get there.
  */
 async function startServe(dataDir: string, args: string[], timeoutMs = 60_000): Promise<Serving> {
   const cli = derrickCli();
-  const child = spawn(
-    cli.command,
-    [
-      ...cli.args,
-      'serve',
-      '--data-dir',
-      dataDir,
-      '--listen',
-      '127.0.0.1:0',
-      '--access-log',
-      'false',
-      ...args,
-    ],
-    { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const child = spawn(cli.command, [...cli.args, ...derrickServeArgs(dataDir, '127.0.0.1:0'), ...args], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const stop = async (): Promise<void> => {
     if (exited(child)) return;
     child.kill('SIGTERM');
@@ -159,7 +147,7 @@ async function startServe(dataDir: string, args: string[], timeoutMs = 60_000): 
       );
       child.stderr.on('data', (chunk: Buffer) => {
         stderr += chunk.toString();
-        const match = READY.exec(stderr);
+        const match = SERVING_LINE.exec(stderr);
         if (match) {
           clearTimeout(timer);
           resolve(match[2] ?? '');
@@ -286,12 +274,6 @@ export async function measureStartup(fixtures: Fixtures, options: { rounds: numb
 // Publish → visible
 
 const VISIBLE = 'bench/visible';
-const MANIFEST_ACCEPT = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-].join(', ');
 
 async function removeVisible(tree: Tree): Promise<void> {
   const lookup = await tree.readRecord(VISIBLE);

@@ -23,6 +23,25 @@ import { processTree } from './load.ts';
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 export const DERRICK_BIN = path.join(REPO_ROOT, 'bin', 'derrick.js');
 
+/** What a registry client sends: every manifest type (so docker-registry serves OCI manifests too). */
+export const MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+].join(', ');
+
+/** `serve --data-dir <dataDir> --listen <listen> --access-log false`: how every derrick of the benchmark starts. */
+export function derrickServeArgs(dataDir: string, listen: string): string[] {
+  return ['serve', '--data-dir', dataDir, '--listen', listen, '--access-log', 'false'];
+}
+
+/**
+ * The line `derrick serve` prints once it listens (with workers: once every one of them does), naming its port:
+ * `derrick: serving <dir> on http://127.0.0.1:<port> (mode …)`.
+ */
+export const SERVING_LINE = /derrick: serving .+ on (https?):\/\/127\.0\.0\.1:(\d+) \(mode \w+\)/;
+
 export interface BenchServer {
   /** e.g. "derrick (redirect)", "docker-registry". */
   name: string;
@@ -207,13 +226,7 @@ export function startDerrick(options: DerrickOptions): Promise<BenchServer> {
     command: process.execPath,
     args: (port) => [
       DERRICK_BIN,
-      'serve',
-      '--data-dir',
-      options.dataDir,
-      '--listen',
-      `127.0.0.1:${port}`,
-      '--access-log',
-      'false',
+      ...derrickServeArgs(options.dataDir, `127.0.0.1:${port}`),
       '--log-level',
       'warn',
       '--mode',
@@ -225,7 +238,7 @@ export function startDerrick(options: DerrickOptions): Promise<BenchServer> {
     // Only what derrick is told on its command line: no DERRICK_* from the caller's environment.
     env: Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('DERRICK_'))),
     readyPath: '/v2/',
-    readyLine: /^derrick: serving /m,
+    readyLine: SERVING_LINE,
   });
 }
 

@@ -6,6 +6,19 @@
 /** tiny: seconds, for the test suite (it must not rot); quick: < 3 min; full: < 20 min. */
 export type BenchSize = 'tiny' | 'quick' | 'full';
 
+/** How long and how hard each measure runs, for a size (bench/run.ts's PLANS, `--rounds`/`--seconds` applied). */
+export interface Plan {
+  /** HTTP rounds, and seconds per run. */
+  rounds: number;
+  seconds: number;
+  /** Connections for small answers, and for 1 MiB blobs (fewer, longer requests). */
+  connections: number;
+  blobConnections: number;
+  /** Sequential curl downloads of the 1 GiB blob per server and round (full size only). */
+  downloads: number;
+  tree: { rounds: number; publishes: number; bytes: number };
+}
+
 /** One published image the HTTP measures ask for. */
 export interface BenchImage {
   name: string;
