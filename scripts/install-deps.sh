@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what derrick's tests and demo need on a fresh Debian 12 machine, only what is missing:
-# Debian packages (skopeo, umoci, nginx, zstd, podman, openssl for the test CA; for the benchmark: docker-registry, wrk, apache2-utils) and the npm dependencies (npm ci, which also builds dist/).
+# Debian packages (skopeo, umoci, nginx, zstd, podman, containerd, openssl for the test CA; for the benchmark: docker-registry, wrk, apache2-utils) and the npm dependencies (npm ci, which also builds dist/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pkg in skopeo umoci nginx zstd podman openssl docker-registry wrk apache2-utils; do
+for pkg in skopeo umoci nginx zstd podman containerd openssl docker-registry wrk apache2-utils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

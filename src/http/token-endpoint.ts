@@ -86,7 +86,7 @@ export function tokenHandler(context: TokenEndpointContext) {
     const granted = auth.grant(principal, parseScopes(params.getAll('scope')));
     const { token, expiresIn, issuedAt } = await auth.issue(principal, granted);
     request.log.info(
-      { subject: principal.ids[0] ?? 'anonymous', granted: granted.map(scopeOf) },
+      { subject: principal.ids[0] ?? 'anonymous', granted: granted.map(scopeOf), method: request.method },
       'token issued',
     );
     await reply

@@ -1,0 +1,222 @@
+/**
+ * End to end: containerd pulls from a protected derrick. A containerd daemon of the test's own (its root, state
+ * and socket in a temp directory; the CRI plugin off) and `ctr content fetch`, whose resolver is containerd's
+ * docker resolver — the code Kubernetes nodes pull with. Over TLS with the test CA (given in a hosts.toml, as a
+ * node is configured), it logs in with a password (containerd's POST password grant to derrick's token
+ * endpoint), with a client certificate, and anonymously; every fetched digest is checked against the published one.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { stringify } from 'yaml';
+import { collectOutput, tempDir, type RunResult } from '../helpers/cli.ts';
+import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
+import { singleImageLayout } from '../helpers/images.ts';
+import { htpasswdLine, makePki, tokenKey, type KeyPair, type Pki } from '../helpers/pki.ts';
+import { exited, waitForExit } from '../helpers/processes.ts';
+import { publishInto } from '../helpers/server.ts';
+
+const temp = tempDir('derrick-e2e-containerd-');
+const SERVICE = 'registry.test';
+
+let containerd: ChildProcess | undefined;
+let containerdLog = '';
+let derrick: DerrickServer | undefined;
+let pki!: Pki;
+let robot!: KeyPair;
+const socket = path.join(temp.dir, 'containerd', 'containerd.sock');
+/** Published digests by repository. */
+const published = new Map<string, string>();
+
+/** Starts containerd with everything under the temp directory, and waits for its socket to answer. */
+async function startContainerd(): Promise<void> {
+  const dir = path.join(temp.dir, 'containerd');
+  mkdirSync(dir, { recursive: true });
+  const config = path.join(dir, 'config.toml');
+  writeFileSync(
+    config,
+    [
+      'version = 2',
+      `root = "${dir}/root"`,
+      `state = "${dir}/state"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      '[grpc]',
+      `  address = "${socket}"`,
+      '[ttrpc]',
+      `  address = "${socket}.ttrpc"`,
+      '[debug]',
+      '  address = ""',
+      '',
+    ].join('\n'),
+  );
+  const child = spawn('containerd', ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  containerd = child;
+  child.stdout.on('data', (chunk: Buffer) => (containerdLog += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (containerdLog += chunk.toString()));
+  for (let attempt = 0; attempt < 200; attempt++) {
+    if (exited(child)) throw new Error(`containerd exited before serving:\n${containerdLog}`);
+    if (existsSync(socket) && (await ctr(['version'])).code === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`containerd did not answer on ${socket}:\n${containerdLog}`);
+}
+
+/** `ctr` against the test's containerd; resolves whatever its exit code. */
+function ctr(args: string[]): Promise<RunResult> {
+  return collectOutput(
+    spawn('ctr', ['--address', socket, '--namespace', 'derrick-test', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+}
+
+let hostDirs = 0;
+/** A hosts directory for derrick's host:port, trusting the test CA, and presenting `client` if given. */
+function hostsDir(client?: KeyPair): string {
+  const server = derrick;
+  assert.ok(server, 'derrick is not running');
+  const dir = path.join(temp.dir, `hosts-${++hostDirs}`);
+  mkdirSync(path.join(dir, server.host), { recursive: true });
+  const lines = [
+    `server = "https://${server.host}"`,
+    `[host."https://${server.host}"]`,
+    '  capabilities = ["pull", "resolve"]',
+    `  ca = "${pki.ca}"`,
+    ...(client ? [`  client = [["${client.cert}", "${client.key}"]]`] : []),
+    '',
+  ];
+  writeFileSync(path.join(dir, server.host, 'hosts.toml'), lines.join('\n'));
+  return dir;
+}
+
+/** `ctr content fetch` of `<repo>:<tag>` from derrick. */
+function fetch(repository: string, options: { user?: string; client?: KeyPair } = {}): Promise<RunResult> {
+  const server = derrick;
+  assert.ok(server, 'derrick is not running');
+  return ctr([
+    'content',
+    'fetch',
+    '--hosts-dir',
+    hostsDir(options.client),
+    ...(options.user === undefined ? [] : ['--user', options.user]),
+    `${server.host}/${repository}:v1`,
+  ]);
+}
+
+/** The digests in containerd's content store. */
+async function storedDigests(): Promise<string[]> {
+  const listed = await ctr(['content', 'ls', '--quiet']);
+  assert.equal(listed.code, 0, listed.stderr);
+  return listed.stdout.split('\n').filter((line) => line.startsWith('sha256:'));
+}
+
+async function removeContent(): Promise<void> {
+  const digests = await storedDigests();
+  if (digests.length > 0) assert.equal((await ctr(['content', 'rm', ...digests])).code, 0);
+}
+
+before(async () => {
+  pki = makePki(path.join(temp.dir, 'pki'));
+  robot = pki.client('ci.example.com');
+  const dataDir = path.join(temp.dir, 'data');
+  for (const [repository, isProtected] of [
+    ['public/app', false],
+    ['team/app', false],
+    ['secret/app', true],
+  ] as const) {
+    const layout = path.join(temp.dir, 'layouts', repository);
+    await singleImageLayout(layout, 'v1', `content of ${repository}`);
+    const result = await publishInto(dataDir, `oci:${layout}:v1`, [`${repository}:v1`], {
+      protected: isProtected,
+    });
+    published.set(repository, result.repositories[0]?.tags.v1 ?? '');
+  }
+  const htpasswd = path.join(temp.dir, 'htpasswd');
+  writeFileSync(htpasswd, `${htpasswdLine('alice', 'alice-secret')}\n${htpasswdLine('bob', 'bob-secret')}\n`);
+  const config = path.join(temp.dir, 'derrick.yaml');
+  writeFileSync(
+    config,
+    stringify({
+      dataDir,
+      workers: 1,
+      logLevel: 'info', // the "token issued" lines say how containerd asked
+      tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.ca },
+      auth: {
+        htpasswd,
+        token: { service: SERVICE, key: tokenKey(path.join(temp.dir, 'token.key')) },
+        failedLogins: { limit: 1000, windowSeconds: 60 },
+      },
+      access: [
+        { match: 'public/**', pull: ['anonymous'] },
+        { match: 'team/**', pull: ['user:alice', 'cert:ci.example.com'] },
+        { match: 'secret/**', pull: ['anonymous'] }, // published protected: any authenticated client
+      ],
+    }),
+  );
+  [derrick] = await Promise.all([
+    startDerrickServer(dataDir, { args: ['--config', config] }),
+    startContainerd(),
+  ]);
+  assert.match(derrick.url, /^https:/);
+});
+
+after(async () => {
+  await derrick?.stop();
+  if (containerd && !exited(containerd)) {
+    containerd.kill('SIGTERM');
+    if (!(await waitForExit(containerd, 10_000))) containerd.kill('SIGKILL');
+  }
+  temp.cleanup();
+});
+
+describe('containerd (ctr content fetch) from a protected derrick over TLS', () => {
+  test('with a password: the POST password grant gets a token, and the published image is fetched', async () => {
+    await removeContent();
+    const result = await fetch('team/app', { user: 'alice:alice-secret' });
+    assert.equal(result.code, 0, result.stderr);
+    const digests = await storedDigests();
+    assert.ok(
+      digests.includes(published.get('team/app') ?? '-'),
+      `manifest not fetched: ${digests.join(' ')}`,
+    );
+    assert.ok(digests.length >= 3, 'manifest, config and layer');
+    const issued = (derrick?.output() ?? '').split('\n').filter((line) => line.includes('token issued'));
+    assert.ok(
+      issued.some((line) => line.includes('"method":"POST"') && line.includes('"subject":"user:alice"')),
+      `containerd did not use the POST password grant: ${issued.join('\n')}`,
+    );
+  });
+
+  test('a wrong password, and a user the rule does not name, are refused', async () => {
+    await removeContent();
+    const wrong = await fetch('team/app', { user: 'alice:not-her-password' });
+    assert.notEqual(wrong.code, 0);
+    assert.match(wrong.stderr, /401|unauthorized/i);
+    const bob = await fetch('team/app', { user: 'bob:bob-secret' });
+    assert.notEqual(bob.code, 0);
+    assert.match(bob.stderr, /insufficient_scope|denied|authorization failed/i);
+    assert.deepEqual(await storedDigests(), []);
+  });
+
+  test('with a client certificate named by a rule, and no password', async () => {
+    await removeContent();
+    const result = await fetch('team/app', { client: robot });
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok((await storedDigests()).includes(published.get('team/app') ?? '-'));
+  });
+
+  test('anonymous: a public repository is fetched, a protected one is refused', async () => {
+    await removeContent();
+    const open = await fetch('public/app');
+    assert.equal(open.code, 0, open.stderr);
+    assert.ok((await storedDigests()).includes(published.get('public/app') ?? '-'));
+    const secret = await fetch('secret/app');
+    assert.notEqual(secret.code, 0);
+    assert.ok(!(await storedDigests()).includes(published.get('secret/app') ?? '-'));
+    const withPassword = await fetch('secret/app', { user: 'bob:bob-secret' });
+    assert.equal(withPassword.code, 0, withPassword.stderr);
+    assert.ok((await storedDigests()).includes(published.get('secret/app') ?? '-'));
+  });
+});
