@@ -22,7 +22,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { collectOutput, digestOf, startDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
-import { containersClientConfig } from '../helpers/containers.ts';
+import { containersClientConfig, podmanStateArgs } from '../helpers/containers.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { imageWithReferrerLayout, singleImageLayout, type Descriptor } from '../helpers/images.ts';
 import {
@@ -70,15 +70,7 @@ async function skopeoFails(args: string[], why: RegExp): Promise<string> {
 
 /** podman as root with vfs storage and all its state in `dir`. */
 function podman(dir: string, args: string[]): Promise<RunResult> {
-  const state = [
-    ['--root', path.join(dir, 'root')],
-    ['--runroot', path.join(dir, 'runroot')],
-    ['--tmpdir', path.join(dir, 'tmp')],
-    ['--storage-driver', 'vfs'],
-    ['--cgroup-manager', 'cgroupfs'],
-    ['--events-backend', 'none'],
-  ].flat();
-  return exec('podman', [...state, ...args]);
+  return exec('podman', [...podmanStateArgs(dir), ...args]);
 }
 
 const SERVICE = 'derrick-e2e';

@@ -9,7 +9,7 @@ import { chmodSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { digestOf, REPO_ROOT, run, runDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
-import { containersClientConfig } from '../helpers/containers.ts';
+import { containersClientConfig, podmanStateArgs } from '../helpers/containers.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import {
   imageWithReferrerLayout,
@@ -37,15 +37,7 @@ function skopeo(args: string[], globals: string[] = []): Promise<RunResult> {
 
 /** podman as root with vfs storage and all its state in `dir`. */
 function podman(dir: string, args: string[]): Promise<RunResult> {
-  const state = [
-    ['--root', path.join(dir, 'root')],
-    ['--runroot', path.join(dir, 'runroot')],
-    ['--tmpdir', path.join(dir, 'tmp')],
-    ['--storage-driver', 'vfs'],
-    ['--cgroup-manager', 'cgroupfs'],
-    ['--events-backend', 'none'],
-  ].flat();
-  return run('podman', [...state, ...args], { env: CLIENT_ENV });
+  return run('podman', [...podmanStateArgs(dir), ...args], { env: CLIENT_ENV });
 }
 
 /** The manifest digest and the blobs (config, then layers) of an image. */

@@ -33,3 +33,15 @@ export function containersClientConfig(dir: string): ClientConfig {
   writeFileSync(env.REGISTRY_AUTH_FILE, '{"auths":{}}\n');
   return { policy, env };
 }
+
+/** podman's global flags for running as root with vfs storage and all its state in `dir`. */
+export function podmanStateArgs(dir: string): string[] {
+  return [
+    ['--root', path.join(dir, 'root')],
+    ['--runroot', path.join(dir, 'runroot')],
+    ['--tmpdir', path.join(dir, 'tmp')],
+    ['--storage-driver', 'vfs'],
+    ['--cgroup-manager', 'cgroupfs'],
+    ['--events-backend', 'none'],
+  ].flat();
+}
