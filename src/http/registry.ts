@@ -15,6 +15,7 @@ import { isIndexMediaType, OCI_INDEX, type ManifestMediaType } from '../oci/medi
 import { TreeLayout } from '../store/layout.ts';
 import { RecordCache, type CachedRepository } from '../store/record-cache.ts';
 import type { ManifestEntry } from '../store/record-schema.ts';
+import { upperBound } from '../store/record.ts';
 import type { Tree } from '../store/tree.ts';
 import { accepts, type Accepted } from './accept.ts';
 import { jsonAnswer, type Answer, type Headers } from './answers.ts';
@@ -300,7 +301,7 @@ export class Registry {
     const max = this.config.tags.maxPageSize;
     const n = parsePageSize(query.n, max) ?? max;
     const list = cached.tagList;
-    const start = query.last === undefined ? 0 : upperBound(list, query.last);
+    const start = query.last === undefined ? 0 : upperBound(list, query.last, (tag) => tag);
     const page = list.slice(start, start + n);
     const last = page[page.length - 1];
     if (start + n < list.length && last !== undefined) {
@@ -356,16 +357,4 @@ export class Registry {
     if (artifactType !== undefined) headers['oci-filters-applied'] = 'artifactType';
     return jsonAnswer({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }, headers);
   }
-}
-
-/** The index of the first element of sorted `list` greater than `value`. */
-function upperBound(list: readonly string[], value: string): number {
-  let low = 0;
-  let high = list.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if ((list[mid] ?? '') <= value) low = mid + 1;
-    else high = mid;
-  }
-  return low;
 }

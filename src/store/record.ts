@@ -153,6 +153,19 @@ export function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** The index of the first item of `items` (sorted by compareStrings on `keyOf`) whose key sorts after `value`. */
+export function upperBound<T>(items: readonly T[], value: string, keyOf: (item: T) => string): number {
+  let low = 0;
+  let high = items.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    const item = items[mid];
+    if (item !== undefined && compareStrings(keyOf(item), value) <= 0) low = mid + 1;
+    else high = mid;
+  }
+  return low;
+}
+
 /** Serialises a derrick repository to its record bytes: keys sorted, so equal content gives equal files. */
 export function serializeRecord(repository: Repository): Buffer {
   if (repository.format !== 'derrick') throw new Error('internal: only derrick records are written');

@@ -7,7 +7,14 @@ import { LRUCache } from 'lru-cache';
 import { validateName } from '../oci/names.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { RECORD_SUFFIX, TreeLayout } from './layout.ts';
-import { compareStrings, parseRecord, RecordError, serializeRecord, type Repository } from './record.ts';
+import {
+  compareStrings,
+  parseRecord,
+  RecordError,
+  serializeRecord,
+  upperBound,
+  type Repository,
+} from './record.ts';
 
 export type RecordLookup =
   | { found: true; repository: Repository; bytes: Buffer }
@@ -18,18 +25,6 @@ interface ListedEntry {
   rel: string;
   dir: boolean;
   entry: string;
-}
-
-/** The index of the first entry whose rel sorts after `value`. */
-function upperBound(items: readonly ListedEntry[], value: string): number {
-  let low = 0;
-  let high = items.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if (compareStrings(items[mid]?.rel ?? '', value) <= 0) low = mid + 1;
-    else high = mid;
-  }
-  return low;
 }
 
 export class Tree {
@@ -129,7 +124,7 @@ export class Tree {
       // Entries are single components, so the only one that sorts at or before `after` but may hold names after
       // it is the directory `after` runs through, and that is the entry just before the first one after it.
       const rest = after.slice(prefix.length);
-      start = upperBound(items, rest);
+      start = upperBound(items, rest, (item) => item.rel);
       const previous = items[start - 1];
       if (previous?.dir && rest.startsWith(previous.rel)) start--;
     }
