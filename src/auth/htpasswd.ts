@@ -7,6 +7,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
+import { statSignature } from '../store/stat-signature.ts';
 import { AuthConfigError } from './errors.ts';
 
 /** bcrypt with a cost bcrypt accepts: 04–31. */
@@ -90,23 +91,18 @@ export class Htpasswd {
     key = 'auth.htpasswd',
   ) {
     try {
-      this.signature = Htpasswd.signatureOf(file);
+      this.signature = statSignature(statSync(file));
       this.users = parseHtpasswd(readFileSync(file, 'utf8'), file);
     } catch (error) {
       throw new AuthConfigError(key, (error as Error).message);
     }
   }
 
-  private static signatureOf(file: string): string {
-    const stat = statSync(file);
-    return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
-  }
-
   /** Re-reads the file if it changed since last time; keeps the old users if it cannot be read or parsed. */
   private refresh(): void {
     let signature: string;
     try {
-      signature = Htpasswd.signatureOf(this.file);
+      signature = statSignature(statSync(this.file));
     } catch (error) {
       this.reportOnce(`stat:${(error as Error).message}`, (error as Error).message);
       return;

@@ -11,6 +11,7 @@ import { createSecureContext, TLSSocket, type SecureContextOptions } from 'node:
 import { AuthConfigError } from '../auth/errors.ts';
 import type { ClientCertificate } from '../auth/auth.ts';
 import type { Config } from '../config/schema.ts';
+import { statSignature } from '../store/stat-signature.ts';
 
 type TlsConfig = NonNullable<Config['tls']>;
 
@@ -80,8 +81,7 @@ function signature(files: readonly string[]): string {
   return files
     .map((file) => {
       try {
-        const stat = statSync(file);
-        return `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
+        return statSignature(statSync(file));
       } catch {
         return 'missing';
       }

@@ -11,6 +11,7 @@ import { LRUCache } from 'lru-cache';
 import type { TreeLayout } from './layout.ts';
 import type { ManifestEntry } from './record-schema.ts';
 import { parseRecord, RecordError, type Repository } from './record.ts';
+import { statSignature } from './stat-signature.ts';
 
 export interface CachedRepository {
   repository: Repository;
@@ -26,10 +27,6 @@ export type RecordResult =
 interface Entry {
   signature: string;
   cached: CachedRepository;
-}
-
-function signatureOf(stat: Stats): string {
-  return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
 }
 
 function derive(repository: Repository): CachedRepository {
@@ -76,7 +73,7 @@ export class RecordCache {
       return { found: false }; // ENOTDIR, EACCES…: nothing servable there
     }
     if (!stat?.isFile()) return { found: false };
-    const signature = signatureOf(stat);
+    const signature = statSignature(stat);
     const hit = this.cache?.get(file);
     if (hit?.signature === signature) return { found: true, cached: hit.cached };
 
