@@ -101,9 +101,9 @@ export class Auth {
     this.scheme = this.tokens ? 'bearer' : this.htpasswd ? 'basic' : undefined;
   }
 
-  /** The realm of Basic challenges. */
-  get realm(): string {
-    return this.config.auth.realm.replace(/["\\]/g, '');
+  /** The challenge for Basic credentials (what the token endpoint takes, and /v2/ without auth.token). */
+  get basicChallenge(): string {
+    return `Basic realm=${quote(this.config.auth.realm)},charset="UTF-8"`;
   }
 
   /** Whether a client can authenticate with a header at all (else Authorization headers are ignored). */
@@ -117,7 +117,7 @@ export class Auth {
     scope?: string,
     error?: 'invalid_token' | 'insufficient_scope',
   ): string | undefined {
-    if (this.scheme === 'basic') return `Basic realm=${quote(this.config.auth.realm)},charset="UTF-8"`;
+    if (this.scheme === 'basic') return this.basicChallenge;
     const token = this.config.auth.token;
     if (this.scheme !== 'bearer' || !token) return undefined;
     const realm = token.realm ?? facts.tokenRealm;

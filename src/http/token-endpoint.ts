@@ -32,7 +32,7 @@ async function login(auth: Auth, facts: RequestFacts): Promise<Principal> {
   } catch (error) {
     if (error instanceof RegistryError && error.code === 'UNAUTHORIZED')
       throw new RegistryError('UNAUTHORIZED', error.message, null, {
-        'www-authenticate': `Basic realm="${auth.realm}",charset="UTF-8"`,
+        'www-authenticate': auth.basicChallenge,
       });
     throw error;
   }
@@ -70,7 +70,7 @@ export function tokenHandler(context: TokenEndpointContext) {
           'UNAUTHORIZED',
           'the token endpoint takes Basic credentials or a client certificate, not a bearer token',
           null,
-          { 'www-authenticate': `Basic realm="${auth.realm}",charset="UTF-8"` },
+          { 'www-authenticate': auth.basicChallenge },
         );
       principal = await login(auth, facts);
     }
