@@ -156,21 +156,30 @@ function wrkDuration(text: string): number {
   return Number(match[1]) * (UNIT_MS[match[2] ?? ''] ?? NaN);
 }
 
-export function parseWrk(
-  output: string,
-): Omit<LoadResult, 'tool' | 'cpuSeconds' | 'cpuMicrosPerRequest' | 'bytesPerSecond'> {
-  const total = /(\d+) requests in ([\d.]+)(us|ms|s|m),/.exec(output);
-  const rps = /Requests\/sec:\s+([\d.]+)/.exec(output);
-  if (!total || !rps) throw new Error(`cannot read wrk's output:\n${output}`);
+/**
+ * The p50/p90/p99 latencies of a latency distribution as wrk and ab print it (`  50%  1.2ms`): `value` is the
+ * pattern after the percent sign, and `toMs` turns what it captures into milliseconds.
+ */
+function percentiles(output: string, value: string, toMs: (text: string) => number): LoadResult['latencyMs'] {
   const latencyMs: LoadResult['latencyMs'] = {};
   for (const [key, percent] of [
     ['p50', '50'],
     ['p90', '90'],
     ['p99', '99'],
   ] as const) {
-    const match = new RegExp(`^\\s+${percent}%\\s+([\\d.]+(?:us|ms|s|m))\\s*$`, 'm').exec(output);
-    if (match?.[1]) latencyMs[key] = wrkDuration(match[1]);
+    const match = new RegExp(`^\\s+${percent}%\\s+${value}`, 'm').exec(output);
+    if (match?.[1]) latencyMs[key] = toMs(match[1]);
   }
+  return latencyMs;
+}
+
+export function parseWrk(
+  output: string,
+): Omit<LoadResult, 'tool' | 'cpuSeconds' | 'cpuMicrosPerRequest' | 'bytesPerSecond'> {
+  const total = /(\d+) requests in ([\d.]+)(us|ms|s|m),/.exec(output);
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(output);
+  if (!total || !rps) throw new Error(`cannot read wrk's output:\n${output}`);
+  const latencyMs = percentiles(output, '([\\d.]+(?:us|ms|s|m))\\s*$', wrkDuration);
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
   const errors = socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0;
   const bad = /Non-2xx or 3xx responses: (\d+)/.exec(output);
@@ -191,15 +200,7 @@ export function parseAb(
   const rps = /Requests per second:\s+([\d.]+)/.exec(output);
   const taken = /Time taken for tests:\s+([\d.]+) seconds/.exec(output);
   if (!complete || !rps || !taken) throw new Error(`cannot read ab's output:\n${output}`);
-  const latencyMs: LoadResult['latencyMs'] = {};
-  for (const [key, percent] of [
-    ['p50', '50'],
-    ['p90', '90'],
-    ['p99', '99'],
-  ] as const) {
-    const match = new RegExp(`^\\s+${percent}%\\s+(\\d+)`, 'm').exec(output);
-    if (match?.[1]) latencyMs[key] = Number(match[1]);
-  }
+  const latencyMs = percentiles(output, '(\\d+)', Number);
   const failed = /Failed requests:\s+(\d+)/.exec(output);
   const bad = /Non-2xx responses:\s+(\d+)/.exec(output);
   return {
