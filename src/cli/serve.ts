@@ -37,12 +37,13 @@ function readyLine(config: Config, root: string, address: string): string {
 
 type Load = () => Config;
 
-/** The configuration, or undefined after saying on stderr why it is not valid (file, key and what to fix). */
-function tryLoad(load: Load, what: string): Config | undefined {
+/**
+ * `step()`, or undefined after saying on stderr why the configuration it uses is not valid (file or key, and what
+ * to fix): a ConfigError from loading, or an AuthConfigError from reading the files it names.
+ */
+function attempt<T>(what: string, step: () => T): T | undefined {
   try {
-    const config = load();
-    checkConfigFiles(config);
-    return config;
+    return step();
   } catch (error) {
     if (error instanceof ConfigError || error instanceof AuthConfigError) {
       process.stderr.write(`derrick: ${what}: ${error.message}\n`);
@@ -52,28 +53,39 @@ function tryLoad(load: Load, what: string): Config | undefined {
   }
 }
 
+const NOT_RELOADED = 'configuration not reloaded, the previous one stays in force';
+
 /** SIGHUP: read the configuration again and apply its access rules, users and TLS files; on error keep the old. */
 function reloadOnHangup(load: Load, apply: (config: Config) => string[]): void {
   process.on('SIGHUP', () => {
-    const config = tryLoad(load, 'configuration not reloaded, the previous one stays in force');
-    if (!config) return;
-    try {
-      const restart = apply(config);
-      const note = restart.length > 0 ? ` (${restart.join(', ')} changed: restart to apply)` : '';
-      process.stderr.write(`derrick: configuration reloaded${note}\n`);
-    } catch (error) {
-      if (!(error instanceof AuthConfigError)) throw error;
-      process.stderr.write(
-        `derrick: configuration not reloaded, the previous one stays in force: ${error.message}\n`,
-      );
-    }
+    const config = attempt(NOT_RELOADED, load);
+    // apply() reads and checks every file before it changes anything.
+    const restart = config && attempt(NOT_RELOADED, () => apply(config));
+    if (!restart) return;
+    const note = restart.length > 0 ? ` (${restart.join(', ')} changed: restart to apply)` : '';
+    process.stderr.write(`derrick: configuration reloaded${note}\n`);
   });
+}
+
+/** Once per server, when its configuration holds: the data directory, and a word on plain-HTTP passwords. */
+function prepare(config: Config): void {
+  mkdirSync(config.dataDir, { recursive: true });
+  if (!config.tls && (config.auth.htpasswd !== undefined || config.auth.token !== undefined))
+    process.stderr.write(
+      'derrick: warning: passwords and tokens are accepted over plain HTTP; set tls.cert and tls.key, or put derrick behind a TLS proxy\n',
+    );
 }
 
 /** One serving process: build the app, listen, and close cleanly on SIGINT/SIGTERM; SIGHUP reloads. */
 async function serveOne(config: Config, load: Load): Promise<void> {
   const tree = new Tree(config.dataDir, { listingCache: config.cache.listings });
-  const app = buildApp(config, tree);
+  const app = attempt('invalid configuration', () => buildApp(config, tree));
+  if (!app) {
+    process.exitCode = 1;
+    if (cluster.isWorker) process.disconnect();
+    return;
+  }
+  if (cluster.isPrimary) prepare(config);
   reloadOnHangup(load, (next) => reloadApp(app, next));
   const { host, port } = splitListen(config.listen);
   // Handlers before listening: a supervisor may signal as soon as it reads the ready line.
@@ -159,19 +171,23 @@ export async function serve(
   flags: Partial<Record<ScalarKey, string>>,
 ): Promise<void> {
   const load: Load = () => loadConfig({ file, env: process.env, flags });
-  const config = tryLoad(load, 'invalid configuration');
+  const config = attempt('invalid configuration', load);
   if (!config) {
     process.exitCode = 1;
     return;
   }
   const workers = config.workers === 0 ? os.availableParallelism() : config.workers;
-  if (cluster.isPrimary) {
-    mkdirSync(config.dataDir, { recursive: true });
-    if (!config.tls && (config.auth.htpasswd !== undefined || config.auth.token !== undefined))
-      process.stderr.write(
-        'derrick: warning: passwords and tokens are accepted over plain HTTP; set tls.cert and tls.key, or put derrick behind a TLS proxy\n',
-      );
-  }
-  if (workers > 1 && cluster.isPrimary) servePrimary(config, workers);
-  else await serveOne(config, load);
+  if (workers > 1 && cluster.isPrimary) {
+    // Every worker would refuse the same bad file: say it once, before forking.
+    const checked = attempt('invalid configuration', () => {
+      checkConfigFiles(config);
+      return config;
+    });
+    if (!checked) {
+      process.exitCode = 1;
+      return;
+    }
+    prepare(config);
+    servePrimary(config, workers);
+  } else await serveOne(config, load);
 }
