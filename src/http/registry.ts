@@ -90,7 +90,7 @@ export class Registry {
   }
 
   /** Whether the repository's record is protected (an unreadable one counts as protected); undefined: none. */
-  async protectedOf(name: string): Promise<boolean | undefined> {
+  private async protectedOf(name: string): Promise<boolean | undefined> {
     const result = await this.records.get(name);
     if (result.found) return result.cached.repository.protected;
     return 'error' in result ? true : undefined;
