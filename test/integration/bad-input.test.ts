@@ -21,8 +21,8 @@ import {
 } from '../helpers/cli.ts';
 import { LayoutBuilder, multiPlatformLayout, singleImageLayout, skopeoCopy } from '../helpers/images.ts';
 
-/** The unprivileged user (nobody) that reads a mode-000 source. */
-const NOBODY = 65534;
+/** The capabilities that let root read any file: without them, a mode-000 file is unreadable to root too. */
+const DAC_CAPABILITIES = '-dac_override,-dac_read_search';
 /** DERRICK_DEBUG would add a stack to every error; these tests check what users see. */
 const QUIET_ENV = { DERRICK_DEBUG: '' };
 
@@ -44,7 +44,6 @@ let fixtures!: string;
 
 before(async () => {
   fixtures = scratch('fixtures');
-  await fs.chmod(fixtures, 0o755); // nobody reads the base layout too
   baseLayout = path.join(fixtures, 'base');
   await multiPlatformLayout(baseLayout);
   templateTree = path.join(fixtures, 'tree');
@@ -171,35 +170,50 @@ function tarEntries(archive: Buffer): { name: string; offset: number; size: numb
   return entries;
 }
 
-/** Runs derrick as another user (nobody), with a HOME and TMPDIR of its own for tsx's cache. */
-function runDerrickAs(uid: number, home: string): (args: string[]) => Promise<RunResult> {
+/**
+ * Runs derrick without the capabilities that bypass file permissions (setpriv drops them from the bounding set),
+ * so a mode-000 file is unreadable to it as to any unprivileged user — while the checkout stays readable to it
+ * wherever CI cloned it (a mode-0700 temp directory is out of another user's reach). HOME and TMPDIR of its own
+ * for tsx's cache.
+ */
+function runDerrickUnprivileged(home: string): (args: string[]) => Promise<RunResult> {
   return (args) =>
     collectOutput(
-      spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-        cwd: REPO_ROOT,
-        uid,
-        gid: uid,
-        env: { ...process.env, ...QUIET_ENV, HOME: home, TMPDIR: home },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      }),
+      spawn(
+        'setpriv',
+        [
+          '--bounding-set',
+          DAC_CAPABILITIES,
+          '--inh-caps',
+          DAC_CAPABILITIES,
+          process.execPath,
+          '--import',
+          'tsx',
+          CLI,
+          ...args,
+        ],
+        {
+          cwd: REPO_ROOT,
+          env: { ...process.env, ...QUIET_ENV, HOME: home, TMPDIR: home },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      ),
     );
 }
 
 /**
- * A home owned by nobody, and a data dir below it into which nobody has published library/base — which also
- * proves the CLI runs as that user at all (the repository and node_modules must be world-readable).
+ * A home, and a data dir below it into which the unprivileged derrick has published library/base — which also
+ * proves the CLI runs that way at all.
  */
-async function nobodysTree(): Promise<{
+async function unprivilegedTree(): Promise<{
   home: string;
   dataDir: string;
-  asNobody: (args: string[]) => Promise<RunResult>;
+  asUnprivileged: (args: string[]) => Promise<RunResult>;
 }> {
-  const home = scratch('nobody');
-  await fs.chmod(home, 0o755);
-  await fs.chown(home, NOBODY, NOBODY);
-  const asNobody = runDerrickAs(NOBODY, home);
+  const home = scratch('unprivileged');
+  const asUnprivileged = runDerrickUnprivileged(home);
   const dataDir = path.join(home, 'data');
-  const baseline = await asNobody([
+  const baseline = await asUnprivileged([
     'publish',
     '--quiet',
     '--data-dir',
@@ -207,8 +221,8 @@ async function nobodysTree(): Promise<{
     `oci:${baseLayout}`,
     'library/base',
   ]);
-  assert.equal(baseline.code, 0, `derrick does not run as uid ${NOBODY}: ${baseline.stderr}`);
-  return { home, dataDir, asNobody };
+  assert.equal(baseline.code, 0, `derrick does not run without ${DAC_CAPABILITIES}: ${baseline.stderr}`);
+  return { home, dataDir, asUnprivileged };
 }
 
 /** Mounts a tmpfs of `size` at a new directory (unmounted by the after hook). */
@@ -249,21 +263,20 @@ describe('publish from a source that cannot be read', { concurrency: 4 }, () => 
     await expectRefused(await publishedTree(), [`oci:${dir}`, 'x'], [manifestFile, 'directory']);
   });
 
-  test('publish, by an unprivileged user, of an OCI layout whose layer blob has mode 000 → exit 1, names the blob and "permission denied", tree unchanged', async () => {
-    const { dataDir, asNobody } = await nobodysTree();
+  test('publish, by a process without permission to read it, of an OCI layout whose layer blob has mode 000 → exit 1, names the blob and "permission denied", tree unchanged', async () => {
+    const { dataDir, asUnprivileged } = await unprivilegedTree();
     const { dir, layerFile } = await freshLayout('unreadable-blob');
-    await fs.chmod(path.dirname(dir), 0o755);
     await fs.chmod(layerFile, 0o000);
     await expectRefused(
       dataDir,
       [`oci:${dir}`, 'x'],
       [layerFile, 'permission denied', { absent: /cannot write|--data-dir/ }],
-      asNobody,
+      asUnprivileged,
     );
   });
 
-  test('publish, by an unprivileged user, of a docker-archive file with mode 000 → exit 1, says it cannot read the file, tree unchanged', async () => {
-    const { home, dataDir, asNobody } = await nobodysTree();
+  test('publish, by a process without permission to read it, of a docker-archive file with mode 000 → exit 1, says it cannot read the file, tree unchanged', async () => {
+    const { home, dataDir, asUnprivileged } = await unprivilegedTree();
     const archive = path.join(home, 'unreadable.tar');
     await fs.copyFile(goodArchive, archive);
     await fs.chmod(archive, 0o000);
@@ -272,7 +285,7 @@ describe('publish from a source that cannot be read', { concurrency: 4 }, () => 
       dataDir,
       [`docker-archive:${archive}`, 'x'],
       [archive, 'permission denied', { absent: /cannot write|--data-dir/ }],
-      asNobody,
+      asUnprivileged,
     );
   });
 });
