@@ -12,6 +12,7 @@ export const SCALAR_KEYS = {
   'tls.key': 'string',
   'tls.clientCa': 'string',
   'tls.requireClientCert': 'boolean',
+  trustedProxies: 'json',
   'auth.htpasswd': 'string',
   'auth.groups': 'json',
   'auth.denied': 'string',

@@ -2,6 +2,7 @@
  * The serve configuration: one zod schema, with every default and its unit. Validated once at start, then frozen.
  */
 import { z } from 'zod';
+import { parseAddressRange } from './address-range.ts';
 
 const hostPort = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
 
@@ -11,6 +12,12 @@ const mode = z.enum(['redirect', 'serve']);
 const member = z.string().regex(/^(?:user|cert):\S.*$/, { error: 'expected user:<name> or cert:<identity>' });
 const who = z.string().regex(/^(?:anonymous|authenticated|(?:user|cert|group):\S.*)$/, {
   error: 'expected anonymous, authenticated, user:<name>, group:<name> or cert:<identity>',
+});
+
+/** `10.0.0.5`, `10.0.0.0/8`, `fd00::/8`. */
+const addressRange = z.string().superRefine((text, context) => {
+  const range = parseAddressRange(text);
+  if (typeof range === 'string') context.addIssue({ code: 'custom', message: range });
 });
 
 const trustedIssuer = z.strictObject({
@@ -86,6 +93,11 @@ export const configSchema = z.strictObject({
       requireClientCert: z.boolean().default(false),
     })
     .optional(),
+  /**
+   * Proxies and load balancers in front of derrick (addresses or CIDR ranges): from these peers X-Forwarded-For,
+   * -Proto and -Host are believed, for the client address (failed-login limit, access log) and the token realm.
+   */
+  trustedProxies: z.array(addressRange).default([]),
   auth: authSchema.default(authDefaults),
   /** Who may pull what, first matching rule wins; no matching rule = denied. Empty = `** → anonymous`. */
   access: z.array(z.strictObject({ match: z.string().min(1), pull: z.array(who).min(1) })).default([]),

@@ -15,6 +15,7 @@ import { ERROR_CODES, RegistryError } from '../oci/errors.ts';
 import type { Tree } from '../store/tree.ts';
 import { parseAccept } from './accept.ts';
 import type { Answer } from './answers.ts';
+import { TrustedProxies } from './forwarded.ts';
 import { parsePath } from './paths.ts';
 import { Registry } from './registry.ts';
 import { etagMatches, sendFile } from './send-file.ts';
@@ -31,17 +32,18 @@ export interface AppOptions {
   logger?: Logger;
 }
 
-/** What can change while serving (a reload): the access policy, and the TLS files. */
+/** What can change while serving (a reload): the access policy, the trusted proxies, and the TLS files. */
 interface Live {
   config: Config;
   auth: Auth;
+  proxies: TrustedProxies;
   tls: TlsReloader | undefined;
 }
 
 const lives = new WeakMap<FastifyInstance, Live>();
 
 /** The top-level keys a reload applies; the others need a restart. */
-const RELOADABLE = new Set(['auth', 'access', 'tls']);
+const RELOADABLE = new Set(['auth', 'access', 'trustedProxies', 'tls']);
 
 /**
  * Applies a new configuration's access policy and TLS files to a running app. Every file is read and checked
@@ -66,10 +68,12 @@ export function reloadApp(app: FastifyInstance, config: Config): string[] {
   if (!sameShape) restart.push('tls');
   else if (config.tls && live.tls) live.tls.reload(config.tls);
   live.auth = auth;
+  live.proxies = new TrustedProxies(config.trustedProxies);
   live.config = {
     ...live.config,
     auth: config.auth,
     access: config.access,
+    trustedProxies: config.trustedProxies,
     tls: sameShape ? config.tls : live.config.tls,
   };
   return restart;
@@ -85,18 +89,25 @@ export function checkConfigFiles(config: Config): void {
 
 const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
-function requestFacts(request: FastifyRequest, config: Config): RequestFacts {
+const SCHEME = /^https?$/;
+
+function requestFacts(request: FastifyRequest, live: Live): RequestFacts {
+  const { config, proxies } = live;
   const socket = request.raw.socket;
+  const peer = socket.remoteAddress;
   const encrypted = 'encrypted' in socket && socket.encrypted === true;
+  const scheme =
+    proxies.forwarded(peer, request.headers['x-forwarded-proto'], SCHEME) ?? (encrypted ? 'https' : 'http');
   const host =
-    request.headers.host !== undefined && HOST.test(request.headers.host)
+    proxies.forwarded(peer, request.headers['x-forwarded-host'], HOST) ??
+    (request.headers.host !== undefined && HOST.test(request.headers.host)
       ? request.headers.host
-      : config.listen;
+      : config.listen);
   return {
     authorization: request.headers.authorization,
     certificate: config.tls?.clientCa === undefined ? undefined : clientCertificate(socket),
-    client: (socket.remoteAddress ?? 'unknown').replace(/^::ffff:/, ''),
-    tokenRealm: `${encrypted ? 'https' : 'http'}://${host}${TOKEN_PATH}`,
+    client: proxies.client(peer, request.headers['x-forwarded-for']),
+    tokenRealm: `${scheme}://${host}${TOKEN_PATH}`,
   };
 }
 
@@ -136,9 +147,22 @@ async function write(request: FastifyRequest, reply: FastifyReply, answer: Answe
 }
 
 export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): FastifyInstance {
+  /** The access log's view of a request: Fastify's, with the client behind trusted proxies as its address. */
+  const describeRequest = (request: FastifyRequest) => {
+    const socket = request.raw.socket;
+    return {
+      method: request.method,
+      url: request.url,
+      ...(request.headers.host === undefined ? {} : { host: request.headers.host }),
+      remoteAddress: live.proxies.client(socket.remoteAddress, request.headers['x-forwarded-for']),
+      ...(socket.remotePort === undefined ? {} : { remotePort: socket.remotePort }),
+    };
+  };
   const https = config.tls ? serverOptions(config.tls) : null;
   const app = Fastify({
-    ...(options.logger ? { loggerInstance: options.logger } : { logger: { level: config.logLevel } }),
+    ...(options.logger
+      ? { loggerInstance: options.logger }
+      : { logger: { level: config.logLevel, serializers: { req: describeRequest } } }),
     logController: new LogController({ disableRequestLogging: !config.accessLog }),
     exposeHeadRoutes: false,
     requestTimeout: config.timeouts.requestSeconds * 1000,
@@ -152,11 +176,16 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
       sendError(request, reply, new RegistryError('NAME_INVALID', 'malformed request URL'));
     },
   }) as unknown as FastifyInstance;
-  const live: Live = { config, auth: new Auth(config, app.log), tls: undefined };
+  const live: Live = {
+    config,
+    auth: new Auth(config, app.log),
+    proxies: new TrustedProxies(config.trustedProxies),
+    tls: undefined,
+  };
   if (config.tls) live.tls = new TlsReloader(app.server as unknown as SecureServer, config.tls, app.log);
   lives.set(app, live);
   const registry = new Registry(config, tree, app.log);
-  const facts = (request: FastifyRequest): RequestFacts => requestFacts(request, live.config);
+  const facts = (request: FastifyRequest): RequestFacts => requestFacts(request, live);
 
   app.addHook('onRequest', (request, reply, done) => {
     void reply.header(API_VERSION_HEADER, API_VERSION);

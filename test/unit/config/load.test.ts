@@ -107,6 +107,16 @@ describe('serve configuration', () => {
       () => loadConfig({ flags: { defaultPlatform: 'amd64' } }),
       /expected os\/architecture/,
     ],
+    [
+      'a trusted proxy that is not an address',
+      () => loadConfig({ file: yamlFile('trustedProxies: [10.0.0.0/8, proxy.example.com]\n') }),
+      /trustedProxies\.1: expected an IP address or CIDR range .*"proxy\.example\.com"/,
+    ],
+    [
+      'a trusted proxy range with too long a prefix',
+      () => loadConfig({ env: { DERRICK_TRUSTED_PROXIES: '["10.0.0.0/33"]' } }),
+      /DERRICK_TRUSTED_PROXIES: trustedProxies\.0: expected a prefix length from 0 to 32/,
+    ],
     ['YAML that does not parse', () => loadConfig({ file: yamlFile('mode: [unclosed\n') }), /not valid YAML/],
     [
       'a file that does not exist',
