@@ -47,10 +47,42 @@ function quote(value: string): string {
  * `manifests/<kind>` cannot give its files the wrong type. Run it with `nginx -c <file> -p <runDir>`.
  */
 export function nginxConfig({ webRoot, listen, runDir }: NginxConfigOptions): string {
-  const run = (name: string): string => quote(path.join(runDir, name));
   const locations = Object.entries(NGINX_CONTENT_TYPES).map(
     ([dir, type]) => `    location ~ /${dir}/[^/]+$ { types {} default_type ${type}; }`,
   );
+  return wholeConfig(runDir, [`    listen ${listen};`, `    root ${quote(webRoot)};`, ...locations]);
+}
+
+/**
+ * A complete nginx.conf with nginx as a reverse proxy in front of derrick (`upstream`: `127.0.0.1:<port>`), as
+ * docs/deploy.md shows it: it appends the client's address to X-Forwarded-For and says the scheme and host the
+ * client used, which derrick believes because the proxy's address is in `trustedProxies`. The Host header derrick
+ * sees stays nginx's default (the upstream's address), so only X-Forwarded-Host can give the token realm.
+ */
+export function nginxProxyConfig({
+  upstream,
+  listen,
+  runDir,
+}: {
+  upstream: string;
+  listen: string;
+  runDir: string;
+}): string {
+  return wholeConfig(runDir, [
+    `    listen ${listen};`,
+    '    location / {',
+    `      proxy_pass http://${upstream};`,
+    '      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+    '      proxy_set_header X-Forwarded-Proto $scheme;',
+    '      proxy_set_header X-Forwarded-Host $http_host;',
+    '      proxy_buffering off;',
+    '    }',
+  ]);
+}
+
+/** The nginx.conf around one server block (`server` lines), with every file nginx writes under `runDir`. */
+function wholeConfig(runDir: string, server: string[]): string {
+  const run = (name: string): string => quote(path.join(runDir, name));
   return [
     'daemon off;',
     `pid ${run('nginx.pid')};`,
@@ -64,9 +96,7 @@ export function nginxConfig({ webRoot, listen, runDir }: NginxConfigOptions): st
     `  uwsgi_temp_path ${run('uwsgi')};`,
     `  scgi_temp_path ${run('scgi')};`,
     '  server {',
-    `    listen ${listen};`,
-    `    root ${quote(webRoot)};`,
-    ...locations,
+    ...server,
     '  }',
     '}',
     '',
@@ -127,15 +157,31 @@ export async function startNginx(
   webRoot: string,
   options: { timeoutMs?: number } = {},
 ): Promise<NginxServer> {
-  const timeoutMs = options.timeoutMs ?? 15000;
   assertWorldSearchable(webRoot);
+  return startNginxWith((listen, runDir) => nginxConfig({ webRoot, listen, runDir }), options);
+}
+
+/** Starts nginx as a reverse proxy in front of `upstream` (`127.0.0.1:<port>`): see nginxProxyConfig. */
+export async function startNginxProxy(
+  upstream: string,
+  options: { timeoutMs?: number } = {},
+): Promise<NginxServer> {
+  return startNginxWith((listen, runDir) => nginxProxyConfig({ upstream, listen, runDir }), options);
+}
+
+/** Starts nginx with the configuration `build` makes for a free 127.0.0.1 port and a fresh run directory. */
+async function startNginxWith(
+  build: (listen: string, runDir: string) => string,
+  options: { timeoutMs?: number },
+): Promise<NginxServer> {
+  const timeoutMs = options.timeoutMs ?? 15000;
   const run = tempDir('derrick-nginx-');
   let lastError = '';
   for (let attempt = 1; attempt <= 5; attempt++) {
     const runDir = path.join(run.dir, `attempt-${attempt}`);
     mkdirSync(runDir);
     const port = await freePort();
-    const config = nginxConfig({ webRoot, listen: `127.0.0.1:${port}`, runDir });
+    const config = build(`127.0.0.1:${port}`, runDir);
     const confFile = path.join(runDir, 'nginx.conf');
     const errorLogFile = path.join(runDir, 'error.log');
     const pidFile = path.join(runDir, 'nginx.pid');

@@ -1,0 +1,160 @@
+/**
+ * End to end: derrick behind a real nginx reverse proxy, configured as docs/deploy.md shows (nginxProxyConfig), with
+ * the proxy's address in `trustedProxies`. skopeo logs in and pulls through the proxy, following a token realm that
+ * derrick built from X-Forwarded-Proto and -Host (nginx sends derrick its own address as Host). Clients on
+ * different loopback addresses (curl --interface 127.0.0.x) are told apart by X-Forwarded-For: one client's wrong
+ * passwords lock out that client only, and the access log names each client, not the proxy.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { stringify } from 'yaml';
+import { collectOutput, tempDir, type RunResult } from '../helpers/cli.ts';
+import { containersClientConfig } from '../helpers/containers.ts';
+import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
+import { singleImageLayout } from '../helpers/images.ts';
+import { startNginxProxy, type NginxServer } from '../helpers/nginx.ts';
+import { htpasswdLine, tokenKey } from '../helpers/pki.ts';
+import { publishInto } from '../helpers/server.ts';
+
+const temp = tempDir('derrick-e2e-proxy-');
+const { policy: POLICY, env: CLIENT_ENV } = containersClientConfig(path.join(temp.dir, 'client-config'));
+const PASSWORD = 'alice-pw';
+
+let derrick!: DerrickServer;
+let nginx!: NginxServer;
+let digest = '';
+
+function exec(command: string, args: string[]): Promise<RunResult> {
+  const child = spawn(command, args, {
+    env: { ...process.env, ...CLIENT_ENV },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return collectOutput(child);
+}
+
+/** A GET through the proxy from loopback address `from`: status and headers (curl -D). */
+async function curlFrom(
+  from: string,
+  url: string,
+  credentials?: string,
+): Promise<{ status: number; headers: string }> {
+  const result = await exec('curl', [
+    '-s',
+    '-o',
+    '/dev/null',
+    '-D',
+    '-',
+    '--interface',
+    from,
+    ...(credentials === undefined ? [] : ['-u', credentials]),
+    `${nginx.url}${url}`,
+  ]);
+  assert.equal(result.code, 0, `curl ${url} from ${from}: ${result.stderr}`);
+  const status = /^HTTP\/[\d.]+ (\d{3})/.exec(result.stdout);
+  assert.ok(status, result.stdout);
+  return { status: Number(status[1]), headers: result.stdout };
+}
+
+before(async () => {
+  const layout = path.join(temp.dir, 'layout');
+  const image = await singleImageLayout(layout, 'latest', 'behind a proxy');
+  digest = image.digest;
+  const dataDir = path.join(temp.dir, 'data');
+  await publishInto(dataDir, `oci:${layout}:latest`, ['team/app:v1']);
+  const htpasswd = path.join(temp.dir, 'htpasswd');
+  writeFileSync(htpasswd, `${htpasswdLine('alice', PASSWORD)}\n`);
+  const configFile = path.join(temp.dir, 'derrick.yaml');
+  writeFileSync(
+    configFile,
+    stringify({
+      // One process: failed logins are counted per worker process (docs/security.md).
+      workers: 1,
+      trustedProxies: ['127.0.0.1'],
+      auth: {
+        htpasswd,
+        token: { key: tokenKey(path.join(temp.dir, 'token.key')), service: 'derrick-proxy-e2e' },
+        failedLogins: { limit: 2, windowSeconds: 600 },
+      },
+      access: [{ match: '**', pull: ['authenticated'] }],
+    }),
+  );
+  derrick = await startDerrickServer(dataDir, { args: ['--config', configFile, '--access-log', 'true'] });
+  nginx = await startNginxProxy(derrick.host);
+});
+
+after(async () => {
+  await nginx.stop();
+  await derrick.stop();
+  temp.cleanup();
+});
+
+describe('behind nginx, with the proxy trusted', () => {
+  test('the token realm is the proxy’s address, and skopeo logs in and copies through it', async () => {
+    const challenge = await curlFrom('127.0.0.1', '/v2/');
+    assert.equal(challenge.status, 401);
+    assert.match(
+      challenge.headers,
+      new RegExp(`^www-authenticate: Bearer realm="http://127\\.0\\.0\\.1:${nginx.port}/auth/token"`, 'im'),
+    );
+    const proxied = nginx.url.replace(/^http:\/\//, '');
+    const inspected = await exec('skopeo', [
+      '--policy',
+      POLICY,
+      'inspect',
+      '--tls-verify=false',
+      '--creds',
+      `alice:${PASSWORD}`,
+      `docker://${proxied}/team/app:v1`,
+    ]);
+    assert.equal(inspected.code, 0, inspected.stderr);
+    assert.equal((JSON.parse(inspected.stdout) as { Digest: string }).Digest, digest);
+    const copied = await exec('skopeo', [
+      '--policy',
+      POLICY,
+      'copy',
+      '--src-tls-verify=false',
+      '--src-creds',
+      `alice:${PASSWORD}`,
+      `docker://${proxied}/team/app:v1`,
+      `oci:${path.join(temp.dir, 'copy')}:v1`,
+    ]);
+    assert.equal(copied.code, 0, copied.stderr);
+    assert.match(derrick.output(), /"msg":"token issued"/);
+  });
+
+  test('one client’s wrong passwords lock out that client, not the others behind the same proxy', async () => {
+    const url = '/v2/team/app/tags/list';
+    for (const wrong of ['wrong-1', 'wrong-2'])
+      assert.equal((await curlFrom('127.0.0.2', url, `alice:${wrong}`)).status, 401);
+    const limited = await curlFrom('127.0.0.2', url, `alice:${PASSWORD}`);
+    assert.equal(limited.status, 429);
+    assert.match(limited.headers, /^retry-after: \d+/im);
+    assert.equal((await curlFrom('127.0.0.3', url, `alice:${PASSWORD}`)).status, 200);
+    const skopeo = await exec('skopeo', [
+      '--policy',
+      POLICY,
+      'inspect',
+      '--tls-verify=false',
+      '--creds',
+      `alice:${PASSWORD}`,
+      `docker://${nginx.url.replace(/^http:\/\//, '')}/team/app:v1`,
+    ]);
+    assert.equal(skopeo.code, 0, skopeo.stderr);
+  });
+
+  test('the access log names each client, not the proxy', async () => {
+    await curlFrom('127.0.0.4', '/v2/');
+    const lines = derrick
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"msg":"incoming request"'));
+    const addresses = new Set(
+      lines.map((line) => (JSON.parse(line) as { req: { remoteAddress: string } }).req.remoteAddress),
+    );
+    for (const client of ['127.0.0.2', '127.0.0.3', '127.0.0.4'])
+      assert.ok(addresses.has(client), `${client} in ${JSON.stringify([...addresses])}`);
+  });
+});
