@@ -7,11 +7,9 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TLSSocket } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { reloadApp } from '../../src/http/app.ts';
 import {
@@ -28,15 +26,8 @@ import {
 } from '../helpers/auth.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { makePki, renewServerCert, tokenKey, type KeyPair, type Pki } from '../helpers/pki.ts';
-import {
-  assertOciError,
-  header,
-  listenLocal,
-  serveApp,
-  serveConfig,
-  type Answered,
-  type Flags,
-} from '../helpers/server.ts';
+import { httpsGet, type TlsAnswer } from '../helpers/tls.ts';
+import { assertOciError, header, listenLocal, serveApp, serveConfig, type Flags } from '../helpers/server.ts';
 
 const scratch = tempDir('derrick-serve-auth-tls-');
 
@@ -81,52 +72,12 @@ async function started(flags: Flags): Promise<{ app: FastifyInstance; port: numb
   return { app, port };
 }
 
-interface TlsAnswer extends Answered {
-  /** SHA-256 fingerprint of the certificate the server presented. */
-  fingerprint: string;
-}
-
 /** One HTTPS request on a fresh connection, trusting the test CA, presenting `client` when given. */
-function httpsRequest(
+const httpsRequest = (
   port: number,
   urlPath: string,
   options: { client?: KeyPair; method?: string; headers?: Record<string, string> } = {},
-): Promise<TlsAnswer> {
-  return new Promise((resolve, reject) => {
-    const request = https.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: urlPath,
-        method: options.method ?? 'GET',
-        headers: options.headers ?? {},
-        ca: readFileSync(pki.ca),
-        ...(options.client
-          ? { cert: readFileSync(options.client.cert), key: readFileSync(options.client.key) }
-          : {}),
-        agent: false,
-      },
-      (response) => {
-        const socket = response.socket;
-        assert.ok(socket instanceof TLSSocket);
-        const fingerprint = socket.getPeerCertificate().fingerprint256;
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('error', reject);
-        response.on('end', () => {
-          resolve({
-            statusCode: response.statusCode ?? 0,
-            headers: response.headers,
-            body: Buffer.concat(chunks).toString('utf8'),
-            fingerprint,
-          });
-        });
-      },
-    );
-    request.on('error', reject);
-    request.end();
-  });
-}
+): Promise<TlsAnswer> => httpsGet(pki.ca, port, urlPath, options);
 
 const fingerprintOf = (certFile: string): string =>
   new X509Certificate(readFileSync(certFile)).fingerprint256;
