@@ -11,6 +11,7 @@ export const SCALAR_KEYS = {
   'tls.cert': 'string',
   'tls.key': 'string',
   'tls.clientCa': 'string',
+  'tls.clientCrl': 'string',
   'tls.requireClientCert': 'boolean',
   trustedProxies: 'json',
   'auth.htpasswd': 'string',

@@ -89,6 +89,8 @@ export const configSchema = z.strictObject({
       key: z.string().min(1),
       /** CA bundle (PEM) that client certificates are verified against; enables mutual TLS. */
       clientCa: z.string().min(1).optional(),
+      /** PEM CRLs, one from each CA in clientCa: revoked client certificates are refused. Re-read on change. */
+      clientCrl: z.string().min(1).optional(),
       /** Refuse the TLS handshake of a client without a valid certificate (else it is just anonymous). */
       requireClientCert: z.boolean().default(false),
     })

@@ -158,7 +158,7 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
       ...(socket.remotePort === undefined ? {} : { remotePort: socket.remotePort }),
     };
   };
-  const https = config.tls ? serverOptions(config.tls) : null;
+  const tls = config.tls ? serverOptions(config.tls) : null;
   const app = Fastify({
     ...(options.logger
       ? { loggerInstance: options.logger }
@@ -169,7 +169,7 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
     keepAliveTimeout: config.timeouts.keepAliveSeconds * 1000,
     connectionTimeout: config.timeouts.headersSeconds * 1000,
     return503OnClosing: true,
-    ...(https ? { https } : {}),
+    ...(tls ? { https: tls.https } : {}),
     routerOptions: { maxParamLength: 2048, ignoreDuplicateSlashes: false },
     frameworkErrors: (error, request, reply) => {
       request.log.info({ err: error.message }, 'malformed request');
@@ -182,7 +182,8 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
     proxies: new TrustedProxies(config.trustedProxies),
     tls: undefined,
   };
-  if (config.tls) live.tls = new TlsReloader(app.server as unknown as SecureServer, config.tls, app.log);
+  if (config.tls)
+    live.tls = new TlsReloader(app.server as unknown as SecureServer, config.tls, app.log, tls?.crlExpires);
   lives.set(app, live);
   const registry = new Registry(config, tree, app.log);
   const facts = (request: FastifyRequest): RequestFacts => requestFacts(request, live);

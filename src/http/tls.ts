@@ -9,6 +9,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createSecureContext, TLSSocket, type SecureContextOptions } from 'node:tls';
 import { AuthConfigError } from '../auth/errors.ts';
+import { checkCrls } from './crl.ts';
 import type { ClientCertificate } from '../auth/auth.ts';
 import type { Config } from '../config/schema.ts';
 import { statSignature } from '../store/stat-signature.ts';
@@ -41,9 +42,12 @@ function checkCertificates(key: string, file: string, pem: Buffer): void {
 
 /**
  * The secure-context options of `tls`, each file checked on its own (so the error names the right key) and then
- * together (the key must match the certificate); AuthConfigError if any is unusable.
+ * together (the key must match the certificate), and when the first client CRL expires (undefined without CRLs,
+ * or when none has a nextUpdate); AuthConfigError if any file is unusable.
  */
-export function secureContextOptions(tls: TlsConfig): SecureContextOptions {
+function loadTls(tls: TlsConfig): { options: SecureContextOptions; crlExpires: Date | undefined } {
+  let crl: Buffer | undefined;
+  let crlExpires: Date | undefined;
   const options: SecureContextOptions = { cert: read('tls.cert', tls.cert), key: read('tls.key', tls.key) };
   checkCertificates('tls.cert', tls.cert, options.cert as Buffer);
   try {
@@ -55,6 +59,14 @@ export function secureContextOptions(tls: TlsConfig): SecureContextOptions {
     options.ca = read('tls.clientCa', tls.clientCa);
     checkCertificates('tls.clientCa', tls.clientCa, options.ca);
   }
+  if (tls.clientCrl !== undefined) {
+    if (options.ca === undefined)
+      throw new AuthConfigError('tls.clientCrl', 'needs tls.clientCa: CRLs revoke client certificates');
+    crl = read('tls.clientCrl', tls.clientCrl);
+    const check = checkCrls(crl.toString('utf8'), options.ca.toString('utf8'), new Date());
+    if (!check.ok) throw new AuthConfigError('tls.clientCrl', `${tls.clientCrl} ${check.problem}`);
+    crlExpires = check.expires;
+  }
   try {
     createSecureContext(options);
   } catch (error) {
@@ -63,17 +75,34 @@ export function secureContextOptions(tls: TlsConfig): SecureContextOptions {
       `${tls.key} cannot be used with the certificate in ${tls.cert}: ${(error as Error).message}`,
     );
   }
-  return options;
+  if (crl !== undefined) {
+    // Checked apart from the key and certificate, so that an error OpenSSL finds in a CRL names the right key.
+    try {
+      options.crl = crl;
+      createSecureContext(options);
+    } catch (error) {
+      throw new AuthConfigError('tls.clientCrl', `${tls.clientCrl}: ${(error as Error).message}`);
+    }
+  }
+  return { options, crlExpires };
 }
 
-/** Options for https.createServer / Fastify's `https`. */
-export function serverOptions(
-  tls: TlsConfig,
-): SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean } {
+/**
+ * Options for https.createServer / Fastify's `https`, and when the first client CRL expires (for the reloader's
+ * warning).
+ */
+export function serverOptions(tls: TlsConfig): {
+  https: SecureContextOptions & { requestCert: boolean; rejectUnauthorized: boolean };
+  crlExpires: Date | undefined;
+} {
+  const { options, crlExpires } = loadTls(tls);
   return {
-    ...secureContextOptions(tls),
-    requestCert: tls.clientCa !== undefined,
-    rejectUnauthorized: tls.clientCa !== undefined && tls.requireClientCert,
+    https: {
+      ...options,
+      requestCert: tls.clientCa !== undefined,
+      rejectUnauthorized: tls.clientCa !== undefined && tls.requireClientCert,
+    },
+    crlExpires,
   };
 }
 
@@ -94,6 +123,12 @@ export interface TlsLog {
   error(object: object, message: string): void;
 }
 
+/**
+ * Every this often (at most) while a client CRL has expired, the reloader says so again: from then on every client
+ * certificate of that CA is refused, and the fix (a fresh CRL file) is the operator's.
+ */
+const CRL_EXPIRED_REMINDER_MS = 60 * 60 * 1000;
+
 /** What the reloader needs of an HTTPS server. */
 export interface SecureServer {
   prependListener(event: 'connection', listener: () => void): unknown;
@@ -105,11 +140,13 @@ export class TlsReloader {
   private files: string[];
   private seen: string;
   private checkedAt = 0;
+  private crlRemindedAt = 0;
 
   constructor(
     private readonly server: SecureServer,
     private tls: TlsConfig,
     private readonly log: TlsLog,
+    private crlExpires: Date | undefined,
   ) {
     this.files = TlsReloader.filesOf(tls);
     this.seen = signature(this.files);
@@ -120,7 +157,7 @@ export class TlsReloader {
   }
 
   private static filesOf(tls: TlsConfig): string[] {
-    return [tls.cert, tls.key, ...(tls.clientCa === undefined ? [] : [tls.clientCa])];
+    return [tls.cert, tls.key, tls.clientCa, tls.clientCrl].filter((file) => file !== undefined);
   }
 
   private check(): void {
@@ -128,22 +165,40 @@ export class TlsReloader {
     if (now - this.checkedAt < 1000) return;
     this.checkedAt = now;
     const current = signature(this.files);
-    if (current === this.seen) return;
-    this.seen = current;
-    try {
-      this.server.setSecureContext(secureContextOptions(this.tls));
-      this.log.info({ cert: this.tls.cert }, 'TLS certificate reloaded');
-    } catch (error) {
+    if (current !== this.seen) {
+      this.seen = current;
+      try {
+        const { options, crlExpires } = loadTls(this.tls);
+        this.server.setSecureContext(options);
+        this.crlExpires = crlExpires;
+        this.crlRemindedAt = 0;
+        this.log.info({ cert: this.tls.cert }, 'TLS certificate reloaded');
+      } catch (error) {
+        this.log.error(
+          { err: (error as Error).message },
+          'TLS files not reloaded; the previous certificate stays',
+        );
+      }
+    }
+    if (
+      this.crlExpires !== undefined &&
+      this.crlExpires.getTime() <= now &&
+      now - this.crlRemindedAt >= CRL_EXPIRED_REMINDER_MS
+    ) {
+      this.crlRemindedAt = now;
       this.log.error(
-        { err: (error as Error).message },
-        'TLS files not reloaded; the previous certificate stays',
+        { crl: this.tls.clientCrl, expired: this.crlExpires.toISOString() },
+        'a client CRL has expired: client certificates of its CA are refused until a fresh CRL is in tls.clientCrl',
       );
     }
   }
 
   /** New TLS settings (a reload): applied now, or AuthConfigError and nothing changes. */
   reload(tls: TlsConfig): void {
-    this.server.setSecureContext(secureContextOptions(tls));
+    const { options, crlExpires } = loadTls(tls);
+    this.server.setSecureContext(options);
+    this.crlExpires = crlExpires;
+    this.crlRemindedAt = 0;
     this.tls = tls;
     this.files = TlsReloader.filesOf(tls);
     this.seen = signature(this.files);

@@ -101,14 +101,20 @@ interface Fixture {
   dataDir: string;
   /** A --cert-dir with the test CA only. */
   trust: string;
-  /** Client certificates, all with CN ci-robot: issued by the test CA, expired, issued by another CA. */
+  /**
+   * Client certificates, all with CN ci-robot: issued by the test CA, expired, issued by another CA, and issued by
+   * the test CA then revoked (in `crl`, the test CA's CRL every server here is given as tls.clientCrl).
+   */
   robot: KeyPair;
   expired: KeyPair;
   otherCa: KeyPair;
+  revoked: KeyPair;
+  crl: string;
   /** --cert-dirs with the test CA and one of those client certificates. */
   robotDir: string;
   expiredDir: string;
   otherCaDir: string;
+  revokedDir: string;
   repos: { public: Repo; team: Repo & { artifact: string }; ops: Repo; secret: Repo };
 }
 
@@ -140,6 +146,9 @@ async function buildFixture(): Promise<Fixture> {
   const robot = pki.client('ci-robot');
   const expired = pki.client('ci-robot', { expired: true });
   const otherCa = pki.client('ci-robot', { otherCa: true });
+  const revoked = pki.client('ci-robot');
+  pki.revoke(revoked);
+  const crl = pki.crl(path.join(pki.dir, 'crl.pem'));
 
   const dataDir = path.join(temp.dir, 'data');
   const layouts = {
@@ -169,9 +178,12 @@ async function buildFixture(): Promise<Fixture> {
     robot,
     expired,
     otherCa,
+    revoked,
+    crl,
     robotDir: pki.certDir(robot),
     expiredDir: pki.certDir(expired),
     otherCaDir: pki.certDir(otherCa),
+    revokedDir: pki.certDir(revoked),
     repos,
   };
 }
@@ -205,7 +217,7 @@ function configObject(f: Fixture, options: ConfigOptions): Record<string, unknow
     listen: '127.0.0.1:0',
     workers: options.workers ?? 1,
     logLevel: 'warn',
-    tls: { cert: f.pki.server.cert, key: f.pki.server.key, clientCa: f.pki.ca },
+    tls: { cert: f.pki.server.cert, key: f.pki.server.key, clientCa: f.pki.ca, clientCrl: f.crl },
     auth: {
       htpasswd: options.htpasswd,
       groups: { dev: ['user:alice', 'cert:ci-robot'] },
@@ -432,7 +444,7 @@ describe('derrick serve over HTTPS with users, tokens, client certificates and a
     assert.equal(hello.Digest, open.digest);
   });
 
-  test('2. mutual TLS: a client certificate named in a cert: rule pulls without credentials; an expired one or one from another CA does not', async () => {
+  test('2. mutual TLS: a client certificate named in a cert: rule pulls without credentials; an expired or revoked one, or one from another CA, does not', async () => {
     const { team, ops, secret } = f.repos;
     const inspected = JSON.parse(
       await skopeoOk(['inspect', '--cert-dir', f.robotDir, docker(team)]),
@@ -449,14 +461,19 @@ describe('derrick serve over HTTPS with users, tokens, client certificates and a
     // ops/** is bob's alone.
     await skopeoFails(['inspect', '--cert-dir', f.robotDir, docker(ops)], REFUSED);
 
-    for (const dir of [f.expiredDir, f.otherCaDir])
+    for (const dir of [f.expiredDir, f.otherCaDir, f.revokedDir])
       await skopeoFails(['inspect', '--cert-dir', dir, docker(team)], REFUSED);
 
     // Why they fail, asked directly: derrick saw those certificates and refused them.
-    for (const cert of [f.expired, f.otherCa]) {
+    for (const [cert, why] of [
+      [f.expired, /expired/i],
+      [f.otherCa, /UNABLE_TO_VERIFY_LEAF_SIGNATURE/],
+      [f.revoked, /revoked/i],
+    ] as const) {
       const answer = await request(f, live(), `/v2/${team.name}/tags/list`, { cert });
       const error = assertOciError(answer, 401, 'UNAUTHORIZED');
       assert.match(error.message, /client certificate was not accepted/);
+      assert.match(error.message, why);
       assert.match(header(answer, 'www-authenticate') ?? '', /^Bearer realm=/);
     }
     const accepted = await request(f, live(), `/v2/${team.name}/tags/list`, { cert: f.robot });

@@ -1,7 +1,7 @@
 /**
  * A throw-away PKI for TLS and authentication tests, made with the real `openssl` in a temp directory: a test CA,
  * a server certificate for 127.0.0.1/localhost, client certificates (valid, expired, or from another CA),
- * token-signing keys, and htpasswd lines (bcrypt at the lowest cost, so tests stay fast).
+ * revocations and CRLs, token-signing keys, and htpasswd lines (bcrypt at the lowest cost, so tests stay fast).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, copyFileSync, writeFileSync } from 'node:fs';
@@ -26,6 +26,13 @@ export interface Pki {
   client(name: string, options?: { expired?: boolean; otherCa?: boolean }): KeyPair;
   /** A directory as skopeo/podman `--cert-dir` wants it: ca.crt, plus client.cert/client.key when given. */
   certDir(client?: KeyPair): string;
+  /** Revokes a certificate the test CA issued (it appears in the CRLs made after). */
+  revoke(pair: KeyPair): void;
+  /**
+   * Writes the test CA's current CRL (PEM) to `file` — or another CA's (`otherCa`), or one that expired
+   * (`expired`: its nextUpdate is in the past) — and returns `file`.
+   */
+  crl(file: string, options?: { otherCa?: boolean; expired?: boolean }): string;
 }
 
 const CA_CONFIG = `[ca]
@@ -39,6 +46,8 @@ default_md = sha256
 policy = any
 copy_extensions = copy
 unique_subject = no
+crlnumber = crlnumber
+default_crl_days = 2
 [any]
 commonName = supplied
 `;
@@ -68,6 +77,7 @@ function makeCa(dir: string, name: string): void {
   writeFileSync(path.join(dir, 'ca.cnf'), CA_CONFIG);
   writeFileSync(path.join(dir, 'index.txt'), '');
   writeFileSync(path.join(dir, 'serial'), '1000\n');
+  writeFileSync(path.join(dir, 'crlnumber'), '1000\n');
 }
 
 let counter = 0;
@@ -126,6 +136,11 @@ export function makePki(dir: string): Pki {
   const otherDir = path.join(dir, 'other-ca');
   makeCa(caDir, 'derrick test CA');
   let otherMade = false;
+  const otherCa = (): string => {
+    if (!otherMade) makeCa(otherDir, 'another CA');
+    otherMade = true;
+    return otherDir;
+  };
   const server = issue(caDir, '127.0.0.1', 'IP:127.0.0.1,DNS:localhost', VALID);
   let dirs = 0;
   return {
@@ -133,12 +148,7 @@ export function makePki(dir: string): Pki {
     ca: path.join(caDir, 'ca.pem'),
     server,
     client(name, options = {}) {
-      let ca = caDir;
-      if (options.otherCa) {
-        if (!otherMade) makeCa(otherDir, 'another CA');
-        otherMade = true;
-        ca = otherDir;
-      }
+      const ca = options.otherCa ? otherCa() : caDir;
       const san = /^[a-z0-9.-]+$/.test(name) && name.includes('.') ? `DNS:${name}` : undefined;
       return issue(ca, name, san, options.expired ? EXPIRED : VALID);
     },
@@ -151,6 +161,35 @@ export function makePki(dir: string): Pki {
         copyFileSync(client.key, path.join(target, 'client.key'));
       }
       return target;
+    },
+    revoke(pair) {
+      openssl(
+        ['ca', '-config', 'ca.cnf', '-cert', 'ca.pem', '-keyfile', 'ca.key', '-revoke', pair.cert],
+        caDir,
+      );
+    },
+    crl(file, options = {}) {
+      const ca = options.otherCa ? otherCa() : caDir;
+      const period = options.expired
+        ? ['-crl_lastupdate', '20200101000000Z', '-crl_nextupdate', '20200102000000Z']
+        : [];
+      openssl(
+        [
+          'ca',
+          '-config',
+          'ca.cnf',
+          '-cert',
+          'ca.pem',
+          '-keyfile',
+          'ca.key',
+          '-gencrl',
+          '-out',
+          file,
+          ...period,
+        ],
+        ca,
+      );
+      return file;
     },
   };
 }
