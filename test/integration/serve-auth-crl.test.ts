@@ -94,6 +94,21 @@ describe('a revoked client certificate', () => {
     assert.equal((await get(port, ci)).statusCode, 200);
   });
 
+  test('a CRL added by a reload applies to the next connection (and one taken away, too): no restart', async () => {
+    const withoutCrl = crlFlags('');
+    delete withoutCrl['tls.clientCrl'];
+    const { app, port } = await started(withoutCrl);
+    assert.equal(
+      (await get(port, former)).statusCode,
+      200,
+      'no CRL yet: the revoked certificate still verifies',
+    );
+    assert.deepEqual(reloadApp(app, serveConfig(tree.dataDir, crlFlags(currentCrl()))), []);
+    await assertRevoked(port, former);
+    assert.deepEqual(reloadApp(app, serveConfig(tree.dataDir, withoutCrl)), []);
+    assert.equal((await get(port, former)).statusCode, 200);
+  });
+
   test('requireClientCert: the handshake of a revoked certificate fails', async () => {
     const { port } = await started(crlFlags(currentCrl(), { 'tls.requireClientCert': 'true' }));
     await assert.rejects(get(port, former));
