@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { isValidName } from '../oci/names.ts';
 import { AuthConfigError } from './errors.ts';
-import { FailedLogins } from './failed-logins.ts';
+import { FailedLogins, type PublishFailure } from './failed-logins.ts';
 import { Htpasswd, type HtpasswdLog } from './htpasswd.ts';
 import { AccessRules } from './rules.ts';
 import type { Access } from './scopes.ts';
@@ -74,9 +74,14 @@ export class Auth {
   constructor(
     private readonly config: Pick<Config, 'auth' | 'access'>,
     private readonly log: AuthLog,
-    /** The Auth this one replaces (a reload): its failed-login counts carry over when the limits are the same. */
-    previous?: Auth,
+    options: {
+      /** The Auth this one replaces (a reload): its failed-login counts carry over when the limits are the same. */
+      previous?: Auth | undefined;
+      /** Tells the cluster's other processes of each failed login (so that the limit holds across them). */
+      publishFailure?: PublishFailure | undefined;
+    } = {},
   ) {
+    const { previous, publishFailure } = options;
     const { auth } = config;
     this.htpasswd = auth.htpasswd === undefined ? undefined : new Htpasswd(auth.htpasswd, log);
     if (auth.token && auth.token.key === undefined && auth.token.trust.length === 0)
@@ -97,7 +102,7 @@ export class Auth {
       previous.config.auth.failedLogins.limit === limit &&
       previous.config.auth.failedLogins.windowSeconds === windowSeconds
         ? previous.failedLogins
-        : new FailedLogins(limit, windowSeconds * 1000);
+        : new FailedLogins(limit, windowSeconds * 1000, Date.now, publishFailure);
     this.scheme = this.tokens ? 'bearer' : this.htpasswd ? 'basic' : undefined;
   }
 
@@ -135,6 +140,11 @@ export class Auth {
       null,
       challenge ? { 'www-authenticate': challenge } : {},
     );
+  }
+
+  /** A failed login another process of the cluster saw: it counts here too. */
+  failedElsewhere(key: string, at: number): void {
+    this.failedLogins.failedElsewhere(key, at);
   }
 
   private failed(facts: RequestFacts, reason: string, user?: string): void {

@@ -1,7 +1,8 @@
 /**
- * Failed logins per client address (an IPv6 client by its /64), in fixed windows: after `limit` failures within `windowSeconds`, that
- * client's credentials are not even checked (no bcrypt spent on it) until the window ends. Each serving process
- * counts its own (in a cluster, a client's budget is at most limit × workers).
+ * Failed logins per client address (an IPv6 client by its /64), in fixed windows: after `limit` failures within
+ * `windowSeconds`, that client's credentials are not even checked (no bcrypt spent on it) until the window ends.
+ * The processes of a cluster tell each other of every failure (`publish`, `failedElsewhere`), so the budget is
+ * the limit, not limit × workers.
  */
 import { isIPv6 } from 'node:net';
 import { LRUCache } from 'lru-cache';
@@ -32,6 +33,16 @@ interface Window {
   failures: number;
 }
 
+/** Tells the other processes serving the same address of a failed login seen here (its client key and time). */
+export type PublishFailure = (key: string, at: number) => void;
+
+/** How the processes of a cluster share failed logins (derrick serve relays them through the primary). */
+export interface FailureRelay {
+  publish: PublishFailure;
+  /** Calls `listener` with each failed login another process saw. */
+  subscribe(listener: (key: string, at: number) => void): void;
+}
+
 export class FailedLogins {
   private readonly windows = new LRUCache<string, Window>({ max: 100_000 });
 
@@ -39,16 +50,27 @@ export class FailedLogins {
     private readonly limit: number,
     private readonly windowMs: number,
     private readonly now: () => number = Date.now,
+    private readonly publish?: PublishFailure,
   ) {}
 
-  private current(address: string): Window | undefined {
-    const client = clientKey(address);
-    const window = this.windows.get(client);
-    if (window && this.now() - window.start >= this.windowMs) {
-      this.windows.delete(client);
+  /** The window of a client key, if one is open at `at`. */
+  private open(key: string, at: number): Window | undefined {
+    const window = this.windows.get(key);
+    if (window && at - window.start >= this.windowMs) {
+      this.windows.delete(key);
       return undefined;
     }
     return window;
+  }
+
+  private current(address: string): Window | undefined {
+    return this.open(clientKey(address), this.now());
+  }
+
+  private count(key: string, at: number): void {
+    const window = this.open(key, at);
+    if (window) window.failures++;
+    else this.windows.set(key, { start: at, failures: 1 });
   }
 
   /** Seconds until `client` may try again, or 0 when it may now. */
@@ -59,8 +81,17 @@ export class FailedLogins {
   }
 
   fail(address: string): void {
-    const window = this.current(address);
-    if (window) window.failures++;
-    else this.windows.set(clientKey(address), { start: this.now(), failures: 1 });
+    const key = clientKey(address);
+    const at = this.now();
+    this.count(key, at);
+    this.publish?.(key, at);
+  }
+
+  /** A failed login another process of the cluster saw (`key` as clientKey made it, at `at`). */
+  failedElsewhere(key: string, at: number): void {
+    const now = this.now();
+    // Too old to count (a message delayed past its window), or from a clock far ahead: ignored.
+    if (now - at >= this.windowMs || at - now > this.windowMs) return;
+    this.count(key, at);
   }
 }

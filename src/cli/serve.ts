@@ -1,12 +1,14 @@
 /**
  * `derrick serve`: load the configuration, then serve — in one process, or in a Node cluster of `workers`
  * processes sharing the listening socket. Workers hold no state of their own (every request is answered from the
- * tree), so any of them may answer any request, and a worker that dies is replaced.
+ * tree), so any of them may answer any request, and a worker that dies is replaced. The one thing they share is
+ * failed logins: each worker tells the primary, which tells the others, so the limit holds for the cluster.
  */
 import cluster from 'node:cluster';
 import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { AuthConfigError } from '../auth/errors.ts';
+import type { FailureRelay } from '../auth/failed-logins.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config, ScalarKey } from '../config/schema.ts';
 import { buildApp, checkConfigFiles, reloadApp } from '../http/app.ts';
@@ -29,6 +31,36 @@ function isReady(message: unknown): message is ReadyMessage {
     message !== null &&
     (message as Record<string, unknown>).derrick === 'ready'
   );
+}
+
+/** A failed login one worker saw, relayed by the primary to the others. */
+interface FailedLoginMessage {
+  derrick: 'failed-login';
+  key: string;
+  at: number;
+}
+
+function isFailedLogin(message: unknown): message is FailedLoginMessage {
+  if (typeof message !== 'object' || message === null) return false;
+  const { derrick, key, at } = message as Record<string, unknown>;
+  return derrick === 'failed-login' && typeof key === 'string' && typeof at === 'number';
+}
+
+/** A worker's side of the failed-login relay: its failures go to the primary, the others' come from it. */
+function workerRelay(): FailureRelay {
+  return {
+    publish: (key, at) => {
+      // Not while shutting down: the channel to the primary may be closed already. The callback takes a send
+      // error (closed meanwhile) that would otherwise be emitted as an unhandled 'error' event.
+      if (process.connected)
+        process.send?.({ derrick: 'failed-login', key, at } satisfies FailedLoginMessage, () => {});
+    },
+    subscribe: (listener) => {
+      process.on('message', (message: unknown) => {
+        if (isFailedLogin(message)) listener(message.key, message.at);
+      });
+    },
+  };
 }
 
 function readyLine(config: Config, root: string, address: string): string {
@@ -79,7 +111,9 @@ function prepare(config: Config): void {
 /** One serving process: build the app, listen, and close cleanly on SIGINT/SIGTERM; SIGHUP reloads. */
 async function serveOne(config: Config, load: Load): Promise<void> {
   const tree = new Tree(config.dataDir, { listingCache: config.cache.listings });
-  const app = attempt('invalid configuration', () => buildApp(config, tree));
+  const app = attempt('invalid configuration', () =>
+    buildApp(config, tree, cluster.isWorker ? { failedLogins: workerRelay() } : {}),
+  );
   if (!app) {
     process.exitCode = 1;
     if (cluster.isWorker) process.disconnect();
@@ -119,6 +153,11 @@ function servePrimary(config: Config, workers: number): void {
   const fork = (): void => {
     const worker = cluster.fork();
     worker.on('message', (message: unknown) => {
+      if (isFailedLogin(message)) {
+        for (const other of Object.values(cluster.workers ?? {}))
+          if (other && other !== worker && other.isConnected()) other.send(message, () => {});
+        return;
+      }
       if (!isReady(message) || announced) return;
       ready++;
       if (ready === workers) {

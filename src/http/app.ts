@@ -10,6 +10,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import { Auth, type RequestFacts } from '../auth/auth.ts';
+import type { FailureRelay } from '../auth/failed-logins.ts';
 import type { Config } from '../config/schema.ts';
 import { ERROR_CODES, RegistryError } from '../oci/errors.ts';
 import type { Tree } from '../store/tree.ts';
@@ -30,6 +31,8 @@ const WRITE_METHODS = ['PUT', 'POST', 'PATCH', 'DELETE'] as const;
 export interface AppOptions {
   /** A pino logger to use instead of one made from the config (tests pass a silent one). */
   logger?: Logger;
+  /** Shares failed logins with the cluster's other processes (a worker of derrick serve). */
+  failedLogins?: FailureRelay;
 }
 
 /** What can change while serving (a reload): the access policy, the trusted proxies, and the TLS files. */
@@ -38,6 +41,7 @@ interface Live {
   auth: Auth;
   proxies: TrustedProxies;
   tls: TlsReloader | undefined;
+  relay: FailureRelay | undefined;
 }
 
 const lives = new WeakMap<FastifyInstance, Live>();
@@ -52,7 +56,7 @@ const RELOADABLE = new Set(['auth', 'access', 'trustedProxies', 'tls']);
 export function reloadApp(app: FastifyInstance, config: Config): string[] {
   const live = lives.get(app);
   if (!live) throw new Error('not an app made by buildApp');
-  const auth = new Auth(config, app.log, live.auth);
+  const auth = new Auth(config, app.log, { previous: live.auth, publishFailure: live.relay?.publish });
   const restart = Object.keys(config).filter(
     (key) =>
       !RELOADABLE.has(key) &&
@@ -178,10 +182,14 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
   }) as unknown as FastifyInstance;
   const live: Live = {
     config,
-    auth: new Auth(config, app.log),
+    auth: new Auth(config, app.log, { publishFailure: options.failedLogins?.publish }),
     proxies: new TrustedProxies(config.trustedProxies),
     tls: undefined,
+    relay: options.failedLogins,
   };
+  options.failedLogins?.subscribe((key, at) => {
+    live.auth.failedElsewhere(key, at);
+  });
   if (config.tls)
     live.tls = new TlsReloader(app.server as unknown as SecureServer, config.tls, app.log, tls?.crlExpires);
   lives.set(app, live);

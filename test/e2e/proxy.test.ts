@@ -3,7 +3,8 @@
  * the proxy's address in `trustedProxies`. skopeo logs in and pulls through the proxy, following a token realm that
  * derrick built from X-Forwarded-Proto and -Host (nginx sends derrick its own address as Host). Clients on
  * different loopback addresses (curl --interface 127.0.0.x) are told apart by X-Forwarded-For: one client's wrong
- * passwords lock out that client only, and the access log names each client, not the proxy.
+ * passwords lock out that client only — in both of derrick's worker processes — and the access log names each
+ * client, not the proxy.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -70,8 +71,9 @@ before(async () => {
   writeFileSync(
     configFile,
     stringify({
-      // One process: failed logins are counted per worker process (docs/security.md).
-      workers: 1,
+      // Two workers: the connections nginx opens are spread over both, and the failed-login limit still holds
+      // for the whole server (each worker tells the others through the primary).
+      workers: 2,
       trustedProxies: ['127.0.0.1'],
       auth: {
         htpasswd,
@@ -156,5 +158,8 @@ describe('behind nginx, with the proxy trusted', () => {
     );
     for (const client of ['127.0.0.2', '127.0.0.3', '127.0.0.4'])
       assert.ok(addresses.has(client), `${client} in ${JSON.stringify([...addresses])}`);
+    // The premise of the failed-login test: the requests were spread over both workers.
+    const pids = new Set(lines.map((line) => (JSON.parse(line) as { pid: number }).pid));
+    assert.equal(pids.size, 2, `requests answered by ${pids.size} process(es)`);
   });
 });

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { pino } from 'pino';
+import type { FailureRelay } from '../../src/auth/failed-logins.ts';
 import { buildApp, reloadApp } from '../../src/http/app.ts';
 import { Tree } from '../../src/store/tree.ts';
 import {
@@ -645,6 +646,42 @@ describe('failed logins are rate limited per client address', () => {
 
     reloadApp(app, serveConfig(tree.dataDir, { ...flags, access: rules, 'auth.failedLogins.limit': '5' }));
     assert.equal((await request(app, 'GET', url, basicOf('alice'), limited)).statusCode, 200);
+  });
+});
+
+describe('failed logins are counted across the processes of a cluster', () => {
+  /** Two relays wired to each other, as derrick serve's primary wires its workers. */
+  function pairedRelays(): [FailureRelay, FailureRelay] {
+    const listeners: ((key: string, at: number) => void)[] = [];
+    const relay = (self: number): FailureRelay => ({
+      publish: (key, at) => listeners[1 - self]?.(key, at),
+      subscribe: (listener) => (listeners[self] = listener),
+    });
+    return [relay(0), relay(1)];
+  }
+
+  test('failures seen by one process limit the client in the other, also after a reload', async () => {
+    const flags = policy({ 'auth.failedLogins.limit': '3', 'auth.failedLogins.windowSeconds': '600' });
+    const config = serveConfig(tree.dataDir, flags);
+    const [one, two] = pairedRelays().map((relay) => {
+      const app = buildApp(config, new Tree(config.dataDir), {
+        logger: pino({ level: 'silent' }),
+        failedLogins: relay,
+      });
+      apps.push(app);
+      return app;
+    }) as [FastifyInstance, FastifyInstance];
+    const url = '/v2/team/app/tags/list';
+    const client = '192.0.2.40';
+    assertOciError(await request(one, 'GET', url, basic('alice', 'x'), client), 401, 'UNAUTHORIZED');
+    assertOciError(await request(two, 'GET', url, basic('alice', 'y'), client), 401, 'UNAUTHORIZED');
+    // A reload keeps the counts and the relay.
+    const rules = JSON.stringify([{ match: 'team/*', pull: ['user:alice'] }, ...RULES]);
+    assert.deepEqual(reloadApp(one, serveConfig(tree.dataDir, { ...flags, access: rules })), []);
+    assertOciError(await request(one, 'GET', url, basic('alice', 'z'), client), 401, 'UNAUTHORIZED');
+    for (const app of [one, two])
+      assertOciError(await request(app, 'GET', url, basicOf('alice'), client), 429, 'TOOMANYREQUESTS');
+    assert.equal((await request(two, 'GET', url, basicOf('alice'), '192.0.2.41')).statusCode, 200);
   });
 });
 

@@ -76,7 +76,7 @@ function makeAuth(flags: Flags, log: AuthLog = fakeLog(), previous?: Auth): Auth
   const config = loadConfig({
     flags: { access: JSON.stringify(ACCESS), 'auth.groups': JSON.stringify(GROUPS), ...flags },
   });
-  return new Auth(config, log, previous);
+  return new Auth(config, log, { previous });
 }
 
 /** htpasswd only: Basic challenges. */

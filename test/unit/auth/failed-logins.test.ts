@@ -96,6 +96,50 @@ describe('FailedLogins', () => {
   });
 });
 
+describe('FailedLogins across the processes of a cluster', () => {
+  test('each failure seen here is published with its client key and time', () => {
+    const clock = fakeClock();
+    const published: [string, number][] = [];
+    const logins = new FailedLogins(3, 60_000, clock.now, (key, at) => published.push([key, at]));
+    logins.fail('192.0.2.7');
+    clock.advance(1_000);
+    logins.fail('2001:db8:1:2::1');
+    assert.deepEqual(published, [
+      ['192.0.2.7', clock.now() - 1_000],
+      ['2001:db8:1:2::/64', clock.now()],
+    ]);
+  });
+
+  test('failures seen elsewhere count toward the same limit, and are not published again', () => {
+    const clock = fakeClock();
+    const published: string[] = [];
+    const logins = new FailedLogins(3, 60_000, clock.now, (key) => published.push(key));
+    logins.failedElsewhere('192.0.2.7', clock.now());
+    logins.failedElsewhere('192.0.2.7', clock.now());
+    assert.equal(logins.retryAfter('192.0.2.7'), 0);
+    logins.fail('192.0.2.7');
+    assert.equal(logins.retryAfter('192.0.2.7'), 60);
+    assert.deepEqual(published, ['192.0.2.7']);
+    logins.failedElsewhere('2001:db8:1:2::/64', clock.now());
+    assert.equal(logins.retryAfter('2001:db8:1:2::9'), 0);
+  });
+
+  test('a window opened elsewhere starts when the failure happened there', () => {
+    const clock = fakeClock();
+    const logins = new FailedLogins(1, 60_000, clock.now);
+    logins.failedElsewhere('c', clock.now() - 20_000);
+    assert.equal(logins.retryAfter('c'), 40);
+  });
+
+  test('a failure older than the window (a message that came late), or from a clock far ahead, is ignored', () => {
+    const clock = fakeClock();
+    const logins = new FailedLogins(1, 60_000, clock.now);
+    logins.failedElsewhere('c', clock.now() - 60_000);
+    logins.failedElsewhere('c', clock.now() + 61_000);
+    assert.equal(logins.retryAfter('c'), 0);
+  });
+});
+
 describe('clientKey', () => {
   test('an IPv4 address is its own key', () => {
     assert.equal(clientKey('192.0.2.7'), '192.0.2.7');
