@@ -59,6 +59,21 @@ async function curlFrom(
   return { status: Number(status[1]), headers: result.stdout };
 }
 
+/** `127.0.0.1:<nginx port>`: where the image references point. */
+const proxied = (): string => nginx.url.replace(/^http:\/\//, '');
+
+/** skopeo inspect of team/app:v1 through the proxy, logged in as alice. */
+const inspectThroughProxy = (): Promise<RunResult> =>
+  exec('skopeo', [
+    '--policy',
+    POLICY,
+    'inspect',
+    '--tls-verify=false',
+    '--creds',
+    `alice:${PASSWORD}`,
+    `docker://${proxied()}/team/app:v1`,
+  ]);
+
 before(async () => {
   const layout = path.join(temp.dir, 'layout');
   const image = await singleImageLayout(layout, 'latest', 'behind a proxy');
@@ -101,16 +116,7 @@ describe('behind nginx, with the proxy trusted', () => {
       challenge.headers,
       new RegExp(`^www-authenticate: Bearer realm="http://127\\.0\\.0\\.1:${nginx.port}/auth/token"`, 'im'),
     );
-    const proxied = nginx.url.replace(/^http:\/\//, '');
-    const inspected = await exec('skopeo', [
-      '--policy',
-      POLICY,
-      'inspect',
-      '--tls-verify=false',
-      '--creds',
-      `alice:${PASSWORD}`,
-      `docker://${proxied}/team/app:v1`,
-    ]);
+    const inspected = await inspectThroughProxy();
     assert.equal(inspected.code, 0, inspected.stderr);
     assert.equal((JSON.parse(inspected.stdout) as { Digest: string }).Digest, digest);
     const copied = await exec('skopeo', [
@@ -120,7 +126,7 @@ describe('behind nginx, with the proxy trusted', () => {
       '--src-tls-verify=false',
       '--src-creds',
       `alice:${PASSWORD}`,
-      `docker://${proxied}/team/app:v1`,
+      `docker://${proxied()}/team/app:v1`,
       `oci:${path.join(temp.dir, 'copy')}:v1`,
     ]);
     assert.equal(copied.code, 0, copied.stderr);
@@ -135,15 +141,7 @@ describe('behind nginx, with the proxy trusted', () => {
     assert.equal(limited.status, 429);
     assert.match(limited.headers, /^retry-after: \d+/im);
     assert.equal((await curlFrom('127.0.0.3', url, `alice:${PASSWORD}`)).status, 200);
-    const skopeo = await exec('skopeo', [
-      '--policy',
-      POLICY,
-      'inspect',
-      '--tls-verify=false',
-      '--creds',
-      `alice:${PASSWORD}`,
-      `docker://${nginx.url.replace(/^http:\/\//, '')}/team/app:v1`,
-    ]);
+    const skopeo = await inspectThroughProxy();
     assert.equal(skopeo.code, 0, skopeo.stderr);
   });
 

@@ -80,6 +80,9 @@ function makeCa(dir: string, name: string): void {
   writeFileSync(path.join(dir, 'crlnumber'), '1000\n');
 }
 
+/** `openssl ca` with a CA directory's own configuration, certificate and key (run in that directory). */
+const CA_ARGS = ['-config', 'ca.cnf', '-cert', 'ca.pem', '-keyfile', 'ca.key'];
+
 let counter = 0;
 
 function issue(caDir: string, name: string, san: string | undefined, dates: string[]): KeyPair {
@@ -107,12 +110,7 @@ function issue(caDir: string, name: string, san: string | undefined, dates: stri
     [
       'ca',
       '-batch',
-      '-config',
-      'ca.cnf',
-      '-cert',
-      'ca.pem',
-      '-keyfile',
-      'ca.key',
+      ...CA_ARGS,
       '-in',
       `${base}.csr`,
       '-out',
@@ -163,32 +161,14 @@ export function makePki(dir: string): Pki {
       return target;
     },
     revoke(pair) {
-      openssl(
-        ['ca', '-config', 'ca.cnf', '-cert', 'ca.pem', '-keyfile', 'ca.key', '-revoke', pair.cert],
-        caDir,
-      );
+      openssl(['ca', ...CA_ARGS, '-revoke', pair.cert], caDir);
     },
     crl(file, options = {}) {
       const ca = options.otherCa ? otherCa() : caDir;
       const period = options.expired
         ? ['-crl_lastupdate', '20200101000000Z', '-crl_nextupdate', '20200102000000Z']
         : [];
-      openssl(
-        [
-          'ca',
-          '-config',
-          'ca.cnf',
-          '-cert',
-          'ca.pem',
-          '-keyfile',
-          'ca.key',
-          '-gencrl',
-          '-out',
-          file,
-          ...period,
-        ],
-        ca,
-      );
+      openssl(['ca', ...CA_ARGS, '-gencrl', '-out', file, ...period], ca);
       return file;
     },
   };

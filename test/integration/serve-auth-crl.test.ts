@@ -67,6 +67,14 @@ async function started(flags: Flags): Promise<{ app: FastifyInstance; port: numb
   return { app, port: await listenLocal(app) };
 }
 
+/** A server whose CRL file is a copy of the current CRL, at `name`, for the test to rewrite. */
+async function startedOnCopy(name: string): Promise<{ served: string; port: number }> {
+  const served = path.join(scratch.dir, name);
+  copyFileSync(currentCrl(), served);
+  const { port } = await started(crlFlags(served));
+  return { served, port };
+}
+
 const get = (port: number, client?: KeyPair) => httpsGet(pki.ca, port, TEAM, client ? { client } : {});
 
 async function assertRevoked(port: number, client: KeyPair): Promise<void> {
@@ -82,9 +90,7 @@ describe('a revoked client certificate', () => {
   });
 
   test('a CRL rewritten with a new revocation applies to the next connection (> 1 s later), no restart', async () => {
-    const served = path.join(scratch.dir, 'served-crl.pem');
-    copyFileSync(currentCrl(), served);
-    const { port } = await started(crlFlags(served));
+    const { served, port } = await startedOnCopy('served-crl.pem');
     const victim = pki.client('ci.example.com');
     assert.equal((await get(port, victim)).statusCode, 200);
     pki.revoke(victim);
@@ -161,9 +167,7 @@ describe('CRL files that would lock every client out are refused, naming tls.cli
   });
 
   test('rewritten in place while serving: logged, and the CRL in force stays', async () => {
-    const served = path.join(scratch.dir, 'served-expired.pem');
-    copyFileSync(currentCrl(), served);
-    const { port } = await started(crlFlags(served));
+    const { served, port } = await startedOnCopy('served-expired.pem');
     pki.crl(served, { expired: true });
     await sleep(1100);
     await assertRevoked(port, former);
