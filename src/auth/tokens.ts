@@ -6,8 +6,8 @@
  * (and on reload), so a bad key file stops start-up with its key named; `jose` itself loads on first use.
  */
 import { createPrivateKey, createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
+import { pemBlocks, readConfigFile } from './config-files.ts';
 import { AuthConfigError } from './errors.ts';
 import type { Access } from './scopes.ts';
 
@@ -53,23 +53,11 @@ export class TokenError extends Error {
   }
 }
 
-function pemBlocks(text: string): string[] {
-  return text.match(/-----BEGIN [A-Z0-9 ]+-----[\s\S]+?-----END [A-Z0-9 ]+-----/g) ?? [];
-}
-
-function readText(key: string, file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new AuthConfigError(key, `cannot read ${file}: ${(error as Error).message}`);
-  }
-}
-
 function signingKey(file: string): { key: KeyObject; alg: 'ES256' | 'RS256'; publicKey: KeyObject } {
   const where = 'auth.token.key';
   let key: KeyObject;
   try {
-    key = createPrivateKey(readText(where, file));
+    key = createPrivateKey(readConfigFile(where, file));
   } catch (error) {
     if (error instanceof AuthConfigError) throw error;
     throw new AuthConfigError(where, `${file} is not a PEM private key: ${(error as Error).message}`);
@@ -90,7 +78,7 @@ function trustedKeys(trust: TokenSettings['trust'][number], index: number): Publ
   const keys: PublicKey[] = [];
   trust.publicKeys.forEach((file, fileIndex) => {
     const where = `auth.token.trust.${index}.publicKeys.${fileIndex}`;
-    const blocks = pemBlocks(readText(where, file));
+    const blocks = pemBlocks(readConfigFile(where, file).toString('utf8'));
     if (blocks.length === 0)
       throw new AuthConfigError(where, `${file} holds no PEM public key or certificate`);
     for (const block of blocks) {
@@ -108,7 +96,7 @@ function trustedKeys(trust: TokenSettings['trust'][number], index: number): Publ
     const where = `auth.token.trust.${index}.jwks`;
     let set: unknown;
     try {
-      set = JSON.parse(readText(where, trust.jwks));
+      set = JSON.parse(readConfigFile(where, trust.jwks).toString('utf8'));
     } catch (error) {
       if (error instanceof AuthConfigError) throw error;
       throw new AuthConfigError(where, `${trust.jwks} is not JSON: ${(error as Error).message}`);

@@ -5,7 +5,8 @@
  * `tls.clientCa` has one, none has expired — and refused with the reason rather than locking every client out.
  * Node parses certificates but not CRLs, hence the few lines of DER reading below (issuer and nextUpdate only).
  */
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
+import { pemBlocks, pemDer } from '../auth/config-files.ts';
 
 /** One DER element: its tag, where it begins (its tag byte), and where its contents start and end. */
 interface Element {
@@ -112,28 +113,24 @@ export function subjectOf(certificate: X509Certificate): Buffer {
   return der.subarray(subject.at, subject.end);
 }
 
-const PEM_CRL = /-----BEGIN X509 CRL-----([\s\S]+?)-----END X509 CRL-----/g;
-
 export type CrlCheck = { ok: false; problem: string } | { ok: true; expires: Date | undefined };
 
 /**
- * Checks a PEM CRL file against the client CA bundle at `now`: what is wrong with it and how to fix it, or when
+ * Checks a PEM CRL file against the client CA certificates at `now`: what is wrong with it and how to fix it, or when
  * the first of the CAs' CRLs expires (its nextUpdate; from then on, that CA's certificates are refused).
  */
-export function checkCrls(crlPem: string, caPem: string, now: Date): CrlCheck {
+export function checkCrls(crlPem: string, cas: readonly X509Certificate[], now: Date): CrlCheck {
   const crls: CrlFacts[] = [];
-  for (const [n, match] of [...crlPem.matchAll(PEM_CRL)].entries()) {
+  for (const [n, block] of pemBlocks(crlPem, 'X509 CRL').entries()) {
     try {
-      crls.push(crlFacts(Buffer.from(match[1] ?? '', 'base64')));
+      crls.push(crlFacts(pemDer(block)));
     } catch (error) {
       return { ok: false, problem: `CRL ${n + 1} cannot be read: ${(error as Error).message}` };
     }
   }
   if (crls.length === 0) return { ok: false, problem: 'holds no PEM CRL (-----BEGIN X509 CRL-----)' };
   let expires: Date | undefined;
-  const cas = caPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  for (const pem of cas) {
-    const ca = new X509Certificate(pem);
+  for (const ca of cas) {
     const name = ca.subject.replace(/\n/g, ', ');
     const subject = subjectOf(ca);
     const crl = crls.find((candidate) => candidate.issuer.equals(subject));

@@ -5,9 +5,10 @@
  * used then is logged and the previous context stays in force.
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { createSecureContext, TLSSocket, type SecureContextOptions } from 'node:tls';
+import { pemBlocks, readConfigFile } from '../auth/config-files.ts';
 import { AuthConfigError } from '../auth/errors.ts';
 import { checkCrls } from './crl.ts';
 import type { ClientCertificate } from '../auth/auth.ts';
@@ -16,28 +17,20 @@ import { statSignature } from '../store/stat-signature.ts';
 
 type TlsConfig = NonNullable<Config['tls']>;
 
-function read(key: string, file: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (error) {
-    throw new AuthConfigError(key, `cannot read ${file}: ${(error as Error).message}`);
-  }
-}
-
-function checkCertificates(key: string, file: string, pem: Buffer): void {
-  const blocks =
-    pem.toString('utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+/** The certificates of a PEM file, each parsed; AuthConfigError naming `key` if there are none or one is bad. */
+function readCertificates(key: string, file: string, pem: Buffer): X509Certificate[] {
+  const blocks = pemBlocks(pem.toString('utf8'), 'CERTIFICATE');
   if (blocks.length === 0) throw new AuthConfigError(key, `${file} holds no PEM certificate`);
-  for (const block of blocks) {
+  return blocks.map((block) => {
     try {
-      new X509Certificate(block);
+      return new X509Certificate(block);
     } catch (error) {
       throw new AuthConfigError(
         key,
         `${file} holds a certificate that cannot be read: ${(error as Error).message}`,
       );
     }
-  }
+  });
 }
 
 /**
@@ -48,22 +41,26 @@ function checkCertificates(key: string, file: string, pem: Buffer): void {
 function loadTls(tls: TlsConfig): { options: SecureContextOptions; crlExpires: Date | undefined } {
   let crl: Buffer | undefined;
   let crlExpires: Date | undefined;
-  const options: SecureContextOptions = { cert: read('tls.cert', tls.cert), key: read('tls.key', tls.key) };
-  checkCertificates('tls.cert', tls.cert, options.cert as Buffer);
+  const options: SecureContextOptions = {
+    cert: readConfigFile('tls.cert', tls.cert),
+    key: readConfigFile('tls.key', tls.key),
+  };
+  readCertificates('tls.cert', tls.cert, options.cert as Buffer);
   try {
     createPrivateKey(options.key as Buffer);
   } catch (error) {
     throw new AuthConfigError('tls.key', `${tls.key} is not a PEM private key: ${(error as Error).message}`);
   }
+  let clientCas: X509Certificate[] | undefined;
   if (tls.clientCa !== undefined) {
-    options.ca = read('tls.clientCa', tls.clientCa);
-    checkCertificates('tls.clientCa', tls.clientCa, options.ca);
+    options.ca = readConfigFile('tls.clientCa', tls.clientCa);
+    clientCas = readCertificates('tls.clientCa', tls.clientCa, options.ca);
   }
   if (tls.clientCrl !== undefined) {
-    if (options.ca === undefined)
+    if (clientCas === undefined)
       throw new AuthConfigError('tls.clientCrl', 'needs tls.clientCa: CRLs revoke client certificates');
-    crl = read('tls.clientCrl', tls.clientCrl);
-    const check = checkCrls(crl.toString('utf8'), options.ca.toString('utf8'), new Date());
+    crl = readConfigFile('tls.clientCrl', tls.clientCrl);
+    const check = checkCrls(crl.toString('utf8'), clientCas, new Date());
     if (!check.ok) throw new AuthConfigError('tls.clientCrl', `${tls.clientCrl} ${check.problem}`);
     crlExpires = check.expires;
   }

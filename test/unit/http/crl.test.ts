@@ -73,18 +73,18 @@ describe('crlFacts', () => {
   });
 });
 
-describe('checkCrls against the client CA bundle', () => {
+describe('checkCrls against the client CA certificates', () => {
   const now = new Date();
-  const caPem = (): string => readFileSync(pki.ca, 'utf8');
+  const ca = (): X509Certificate[] => [new X509Certificate(readFileSync(pki.ca))];
 
   test('a current CRL from the one CA: accepted, with its expiry', () => {
-    const check = checkCrls(crl, caPem(), now);
+    const check = checkCrls(crl, ca(), now);
     assert.ok(check.ok);
     assert.equal(check.expires?.getTime(), crlFacts(derOf(crl)).nextUpdate?.getTime());
   });
 
   test('two CAs: each needs its CRL, and the earliest expiry is reported', () => {
-    const bundle = caPem() + otherCa;
+    const bundle = [...ca(), new X509Certificate(otherCa)];
     const missing = checkCrls(crl, bundle, now);
     assert.ok(!missing.ok);
     assert.match(missing.problem, /has no CRL issued by CN=another CA: every CA in tls.clientCa/);
@@ -106,7 +106,7 @@ describe('checkCrls against the client CA bundle', () => {
   ];
   for (const [what, pem, message] of refused)
     test(`${what}: refused, saying why`, () => {
-      const check = checkCrls(pem(), caPem(), now);
+      const check = checkCrls(pem(), ca(), now);
       assert.ok(!check.ok);
       assert.match(check.problem, message);
     });
