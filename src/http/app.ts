@@ -21,7 +21,7 @@ import { parsePath } from './paths.ts';
 import { Registry } from './registry.ts';
 import { etagMatches, sendFile } from './send-file.ts';
 import { clientCertificate, serverOptions, TlsReloader, type SecureServer } from './tls.ts';
-import { TOKEN_PATH, tokenHandler } from './token-endpoint.ts';
+import { oauthError, TOKEN_PATH, tokenHandler } from './token-endpoint.ts';
 
 const API_VERSION_HEADER = 'docker-distribution-api-version';
 const API_VERSION = 'registry/2.0';
@@ -226,10 +226,7 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
     const status = (error as { statusCode?: unknown }).statusCode;
     if (typeof status === 'number' && status >= 400 && status < 500 && request.url.startsWith(TOKEN_PATH)) {
       // A token request whose body Fastify refused (type, size): OAuth's error shape, not a 500.
-      void reply
-        .code(400)
-        .type('application/json; charset=utf-8')
-        .send(JSON.stringify({ error: 'invalid_request', error_description: (error as Error).message }));
+      void oauthError(reply, 'invalid_request', (error as Error).message);
       return;
     }
     request.log.error({ err: error }, 'unexpected error');

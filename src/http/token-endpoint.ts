@@ -17,7 +17,8 @@ export interface TokenEndpointContext {
   facts: (request: FastifyRequest) => RequestFacts;
 }
 
-async function oauthError(reply: FastifyReply, error: string, description: string): Promise<void> {
+/** OAuth 2's error answer (RFC 6749 §5.2): 400 with `error` and `error_description`, never cached. */
+export async function oauthError(reply: FastifyReply, error: string, description: string): Promise<void> {
   await reply
     .code(400)
     .header('cache-control', 'no-store')

@@ -274,6 +274,7 @@ describe('the token endpoint', () => {
       });
       assert.equal(answer.statusCode, 400, `${type}: ${answer.statusCode} ${answer.body}`);
       assert.equal((JSON.parse(answer.body) as { error: string }).error, 'invalid_request', type);
+      assert.equal(header(answer, 'cache-control'), 'no-store', type);
     }
   });
 
