@@ -52,17 +52,16 @@ default_crl_days = 2
 commonName = supplied
 `;
 
+/** `openssl req` arguments for a new, unencrypted EC P-256 key. */
+const NEW_EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
 function makeCa(dir: string, name: string): void {
   mkdirSync(dir, { recursive: true });
   openssl(
     [
       'req',
       '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
+      ...NEW_EC_KEY,
       '-keyout',
       'ca.key',
       '-out',
@@ -90,20 +89,7 @@ function issue(caDir: string, name: string, san: string | undefined, dates: stri
   const extFile = path.join(caDir, `${base}.ext`);
   writeFileSync(extFile, san === undefined ? '' : `subjectAltName=${san}\n`);
   openssl(
-    [
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      `${base}.key`,
-      '-out',
-      `${base}.csr`,
-      '-subj',
-      `/CN=${name}`,
-    ],
+    ['req', ...NEW_EC_KEY, '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${name}`],
     caDir,
   );
   openssl(
