@@ -5,7 +5,7 @@
  * published `protected: true` is never pulled anonymously: there `anonymous` counts as `authenticated`.
  * With no rules at all, everything is `anonymous` (a registry without access control, as before rules existed).
  */
-import { createRequire } from 'node:module';
+import { compileGlobs } from '../config/globs.ts';
 import { AuthConfigError } from './errors.ts';
 
 export interface AccessRule {
@@ -32,11 +32,11 @@ export class AccessRules {
   /** Compiles the rules; a group that is not defined is an AuthConfigError naming the rule. */
   constructor(rules: readonly AccessRule[], groups: Readonly<Record<string, readonly string[]>>) {
     const given = rules.length === 0 ? OPEN : rules;
-    // picomatch loads only when there are rules to match (start-up time is module loading).
-    const picomatch =
-      rules.length === 0
-        ? undefined
-        : (createRequire(import.meta.url)('picomatch') as typeof import('picomatch'));
+    // With no rules, OPEN's `**` matches every name: no glob to compile (nor picomatch to load).
+    const tests = compileGlobs(
+      rules.map((rule) => rule.match),
+      { dot: true },
+    );
     this.rules = given.map((rule, index) => {
       const members = new Set<string>();
       for (const who of rule.pull) {
@@ -53,7 +53,7 @@ export class AccessRules {
         for (const member of group) members.add(member);
       }
       return {
-        test: picomatch ? picomatch(rule.match, { dot: true }) : () => true,
+        test: tests[index] ?? (() => true),
         anonymous: rule.pull.includes('anonymous'),
         authenticated: rule.pull.includes('authenticated'),
         members,

@@ -5,9 +5,9 @@
  */
 import { promises as fs } from 'node:fs';
 import { LRUCache } from 'lru-cache';
-import { createRequire } from 'node:module';
 import type { FastifyBaseLogger } from 'fastify';
 import { notFound, type Viewer } from '../auth/auth.ts';
+import { compileGlobs } from '../config/globs.ts';
 import type { Config } from '../config/schema.ts';
 import { digestLike } from '../oci/digest.ts';
 import { RegistryError } from '../oci/errors.ts';
@@ -56,13 +56,9 @@ export class Registry {
             sizeCalculation: (value) => value.length || 1,
           })
         : undefined;
-    // picomatch loads only when there are rules to match (start-up time is module loading).
-    const picomatch =
-      config.repositories.length > 0
-        ? (createRequire(import.meta.url)('picomatch') as typeof import('picomatch'))
-        : undefined;
-    this.modeRules = config.repositories.map((rule) => ({
-      test: picomatch ? picomatch(rule.match) : () => false,
+    const tests = compileGlobs(config.repositories.map((rule) => rule.match));
+    this.modeRules = config.repositories.map((rule, i) => ({
+      test: tests[i] ?? (() => false),
       mode: rule.mode,
     }));
     const [os = 'linux', architecture = 'amd64', variant] = config.defaultPlatform.split('/');
