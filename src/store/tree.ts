@@ -7,6 +7,7 @@ import { LRUCache } from 'lru-cache';
 import { validateName } from '../oci/names.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { RECORD_SUFFIX, TreeLayout } from './layout.ts';
+import { statSignature } from './stat-signature.ts';
 import {
   compareStrings,
   parseRecord,
@@ -152,7 +153,7 @@ export class Tree {
       throw error;
     }
     if (!stat) return [];
-    const signature = `${stat.dev}:${stat.ino}:${stat.mtimeMs}:${stat.ctimeMs}`;
+    const signature = statSignature(stat);
     const hit = this.listings?.get(dir);
     if (hit?.signature === signature) return hit.items;
     const entries = await fs.readdir(dir, { withFileTypes: true }).catch((error: unknown) => {
