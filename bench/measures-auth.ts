@@ -5,7 +5,7 @@
  * user and password, and a token verified once per token, or these runs would manage a few dozen requests/s.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
 import { request, startDerrick, type BenchServer } from './servers.ts';
@@ -28,7 +28,7 @@ export async function startAuthDerrick(
   options: { redirectUrl: string; workers: number | undefined; repository: string },
 ): Promise<AuthServer> {
   const dir = path.join(fixtures.workDir, 'auth');
-  execFileSync('mkdir', ['-p', dir]);
+  mkdirSync(dir, { recursive: true });
   const htpasswd = path.join(dir, 'htpasswd');
   writeFileSync(htpasswd, `${USER}:${bcrypt.hashSync(PASSWORD, 10)}\n`);
   const key = path.join(dir, 'token.key');
