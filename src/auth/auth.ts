@@ -2,7 +2,8 @@
  * Who a request comes from, and what it may pull: the one object the HTTP layer asks. Built from the `auth` and
  * `access` configuration at start and again on reload (a bad file then leaves the previous Auth in force).
  * Identities come from a verified client certificate (`cert:<CN or SAN>`), Basic credentials checked against
- * htpasswd (`user:<name>`), or a bearer token. Decisions that can be made from the name alone are made before
+ * htpasswd (`user:<name>`), or a bearer token; empty Basic credentials (what a client without any sends after a
+ * Basic challenge) are no credentials at all. Decisions that can be made from the name alone are made before
  * any record is read, so a denied client learns nothing from the tree.
  */
 import type { Config } from '../config/schema.ts';
@@ -57,6 +58,19 @@ export interface Viewer {
   isPublic(name: string, protectedRecord: boolean): boolean;
   /** The answer to a client that may not pull `name`: exactly the same whether or not it exists. */
   denied(name: string): RegistryError;
+}
+
+/**
+ * Whether an Authorization header carries empty Basic credentials: `Basic Og==` (base64 of ":", an empty user and
+ * password) or the scheme with nothing (or only whitespace) after it. That is what a client with no credentials
+ * sends after a Basic challenge — containers/image (skopeo, podman, buildah, CRI-O) sets Basic auth from whatever
+ * it holds, empty or not — so it is an anonymous client, not a login: never refused, never counted.
+ */
+export function isEmptyBasic(header: string): boolean {
+  const match = /^basic(?:[ \t]+(\S*))?[ \t]*$/i.exec(header);
+  if (!match) return false;
+  const value = match[1] ?? '';
+  return value === '' || value === 'Og==' || value === 'Og';
 }
 
 function quote(value: string): string {
@@ -202,7 +216,7 @@ export class Auth {
       certIds = facts.certificate.ids;
     }
     const header = facts.authorization;
-    if (header === undefined || !this.challenges)
+    if (header === undefined || !this.challenges || isEmptyBasic(header))
       return certIds.length > 0 ? { via: 'certificate', ids: certIds } : ANONYMOUS;
     const match = /^([A-Za-z]+) +(\S+) *$/.exec(header);
     if (!match) {

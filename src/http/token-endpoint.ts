@@ -1,7 +1,7 @@
 /**
  * The token endpoint of Docker token authentication, at /auth/token (enabled by auth.token.key): Basic
- * credentials or a client certificate in — or nothing, for an anonymous token — and a short-lived signed JWT
- * granting what the rules allow of the scopes asked for. GET as docker, podman and skopeo use it; POST with an
+ * credentials or a client certificate in — or nothing, or empty Basic credentials, for an anonymous token — and a
+ * short-lived signed JWT granting what the rules allow of the scopes asked for. GET as docker, podman and skopeo use it; POST with an
  * OAuth2 password grant as containerd tries first when it has a password. Other grants (refresh tokens: derrick
  * issues none) are refused with OAuth's 400 unsupported_grant_type.
  */
@@ -61,6 +61,7 @@ export function tokenHandler(context: TokenEndpointContext) {
         );
       const user = params.get('username') ?? '';
       const password = params.get('password') ?? '';
+      // An empty username and password make `Basic Og==`: no credentials, an anonymous token (as for GET).
       const encoded = Buffer.from(`${user}:${password}`).toString('base64');
       principal = await login(auth, { ...facts, authorization: `Basic ${encoded}` });
     } else {

@@ -214,7 +214,6 @@ describe('Auth.authenticate', () => {
       `Basic ${Buffer.from(':alice-pw').toString('base64')}`,
       /^malformed Basic credentials/,
     ],
-    ['a scheme without a value', 'Basic', /^malformed Authorization header/],
     ['a value with a space in it', 'Basic abc def', /^malformed Authorization header/],
     ['nothing but spaces', '   ', /^malformed Authorization header/],
   ] as const) {
@@ -257,7 +256,7 @@ describe('Auth.authenticate', () => {
 
   test('malformed headers and refused certificates count towards the limit too', async () => {
     const auth = makeAuth(basicFlags());
-    await registryError(auth.authenticate(facts({ authorization: 'Basic' })), 'UNAUTHORIZED', 401);
+    await registryError(auth.authenticate(facts({ authorization: 'Basic abc def' })), 'UNAUTHORIZED', 401);
     await registryError(auth.authenticate(facts({ certificate: refusedCertificate })), 'UNAUTHORIZED', 401);
     await registryError(
       auth.authenticate(facts({ authorization: basic('alice', 'alice-pw') })),
@@ -427,6 +426,94 @@ describe('Auth.authenticate', () => {
       assert.deepEqual(withCert, { via: 'certificate', ids: ['cert:ci.example.com'] });
     }
   });
+});
+
+/**
+ * What a client without credentials sends after a Basic challenge. containers/image (skopeo, podman, buildah,
+ * CRI-O) answers every challenge of scheme "basic" with `req.SetBasicAuth(c.auth.Username, c.auth.Password)`
+ * (docker/docker_client.go, setupRequestAuth), whatever the two hold: logged out, that is `Basic Og==`, the
+ * base64 of ":". Other clients send the scheme with nothing after it.
+ */
+const EMPTY_BASIC = [
+  ['Basic Og== (base64 of ":", as containers/image sends it)', 'Basic Og=='],
+  ['Og without its padding', 'Basic Og'],
+  ['the scheme in lower case', 'basic Og=='],
+  ['the scheme alone', 'Basic'],
+  ['the scheme and a space', 'Basic '],
+  ['the scheme and only whitespace', 'Basic \t  '],
+] as const;
+
+describe('Auth.authenticate: empty Basic credentials are an anonymous client', () => {
+  for (const [what, authorization] of EMPTY_BASIC)
+    test(`${what}: anonymous, with htpasswd, with tokens, or both — never a failed login`, async () => {
+      const tokenOnly: Flags = { 'auth.token.service': SERVICE, 'auth.token.key': key };
+      for (const flags of [basicFlags(), tokenFlags(), tokenOnly]) {
+        const log = fakeLog();
+        const auth = makeAuth(flags, log);
+        // limit is 2 in basicFlags: three times over it, and still anonymous.
+        for (let attempt = 0; attempt < 6; attempt++)
+          assert.equal(await auth.authenticate(facts({ authorization })), ANONYMOUS);
+        assert.equal(log.failedLogins(), 0);
+        // … and the right password still works from that address (nothing was counted).
+        if (flags['auth.htpasswd'] !== undefined)
+          assert.deepEqual(
+            (await auth.authenticate(facts({ authorization: basic('alice', 'alice-pw') }))).ids,
+            ['user:alice'],
+          );
+      }
+    });
+
+  test('empty Basic credentials from a rate-limited address: still anonymous, not 429', async () => {
+    const auth = makeAuth(basicFlags()); // limit 2
+    for (let attempt = 0; attempt < 2; attempt++)
+      await registryError(
+        auth.authenticate(facts({ authorization: basic('alice', 'wrong') })),
+        'UNAUTHORIZED',
+        401,
+      );
+    await registryError(
+      auth.authenticate(facts({ authorization: basic('alice', 'alice-pw') })),
+      'TOOMANYREQUESTS',
+      429,
+    );
+    for (const [, authorization] of EMPTY_BASIC)
+      assert.equal(await auth.authenticate(facts({ authorization })), ANONYMOUS);
+  });
+
+  test('empty Basic credentials and a verified client certificate: the certificate’s identities', async () => {
+    const principal = await makeAuth(basicFlags()).authenticate(
+      facts({ authorization: 'Basic Og==', certificate: certificate(['cert:ci.example.com']) }),
+    );
+    assert.deepEqual(principal, { via: 'certificate', ids: ['cert:ci.example.com'] });
+  });
+
+  test('empty Basic credentials do not get past /v2/: 401 with the challenge, as for no header', async () => {
+    for (const flags of [basicFlags(), tokenFlags()]) {
+      const auth = makeAuth(flags);
+      const principal = await auth.authenticate(facts({ authorization: 'Basic Og==' }));
+      assert.throws(
+        () => auth.requireLogin(principal, facts()),
+        (error: unknown) => error instanceof RegistryError && error.code === 'UNAUTHORIZED',
+      );
+    }
+  });
+
+  for (const [what, authorization, message] of [
+    ['a user and an empty password', basic('alice', ''), /^incorrect username or password$/],
+    ['an empty user and a password', basic('', 'alice-pw'), /^malformed Basic credentials/],
+    ['base64 of something else', `Basic ${Buffer.from('::').toString('base64')}`, /^malformed Basic/],
+    ['garbage', 'Basic Og==Og==', /^malformed Basic credentials/],
+  ] as const)
+    test(`${what} is still a real login that fails, and counts`, async () => {
+      const log = fakeLog();
+      const error = await registryError(
+        makeAuth(basicFlags(), log).authenticate(facts({ authorization })),
+        'UNAUTHORIZED',
+        401,
+      );
+      assert.match(error.message, message);
+      assert.equal(log.failedLogins(), 1);
+    });
 });
 
 describe('Auth.requireLogin', () => {
