@@ -321,6 +321,22 @@ export class Auth {
   }
 }
 
+/**
+ * The operator's warning, when there is one, that docker cannot pull anonymously although the rules let anonymous
+ * clients pull: with auth.htpasswd and no auth.token, /v2/ challenges Basic, and docker's client answers a Basic
+ * challenge only with credentials ("no basic auth credentials"). skopeo, podman and containerd are not affected.
+ */
+export function anonymousDockerWarning(config: Pick<Config, 'auth' | 'access'>): string | undefined {
+  const { auth, access } = config;
+  if (auth.htpasswd === undefined || auth.token !== undefined) return undefined;
+  // No rules at all: everything but protected records is anonymous.
+  if (access.length > 0 && !access.some((rule) => rule.pull.includes('anonymous'))) return undefined;
+  return (
+    'anonymous clients may pull, but with auth.htpasswd and no auth.token docker cannot pull without logging in ' +
+    '("no basic auth credentials"); set auth.token.service and auth.token.key to let it (docs/security.md)'
+  );
+}
+
 export function notFound(name: string): RegistryError {
   return new RegistryError('NAME_UNKNOWN', `repository "${name}" is not known to this registry`, { name });
 }

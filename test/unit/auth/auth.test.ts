@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { exportSPKI, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import {
   ANONYMOUS,
+  anonymousDockerWarning,
   Auth,
   notFound,
   type AuthLog,
@@ -514,6 +515,28 @@ describe('Auth.authenticate: empty Basic credentials are an anonymous client', (
       assert.match(error.message, message);
       assert.equal(log.failedLogins(), 1);
     });
+});
+
+describe('anonymousDockerWarning', () => {
+  const config = (flags: Flags, access: unknown[] = ACCESS) =>
+    loadConfig({
+      flags: { access: JSON.stringify(access), 'auth.groups': JSON.stringify(GROUPS), ...flags },
+    });
+
+  test('htpasswd, no tokens, and a rule admitting anonymous (or no rules at all): docker cannot pull anonymously', () => {
+    for (const access of [ACCESS, []]) {
+      const warning = anonymousDockerWarning(config(basicFlags(), access));
+      assert.match(warning ?? '', /docker cannot pull without logging in/);
+      assert.match(warning ?? '', /auth\.token\.key/);
+    }
+  });
+
+  test('no warning with tokens, without htpasswd, or when no rule admits anonymous', () => {
+    assert.equal(anonymousDockerWarning(config(tokenFlags())), undefined);
+    assert.equal(anonymousDockerWarning(config(nothingFlags())), undefined);
+    const closed = [{ match: '**', pull: ['user:alice'] }];
+    assert.equal(anonymousDockerWarning(config(basicFlags(), closed)), undefined);
+  });
 });
 
 describe('Auth.requireLogin', () => {
