@@ -1,9 +1,9 @@
 /**
  * The token endpoint of Docker token authentication, at /auth/token (enabled by auth.token.key): Basic
  * credentials or a client certificate in — or nothing, or empty Basic credentials, for an anonymous token — and a
- * short-lived signed JWT granting what the rules allow of the scopes asked for. GET as docker, podman and skopeo use it; POST with an
- * OAuth2 password grant as containerd tries first when it has a password. Other grants (refresh tokens: derrick
- * issues none) are refused with OAuth's 400 unsupported_grant_type.
+ * short-lived signed JWT granting what the rules allow of the scopes asked for. GET as docker, podman and skopeo
+ * use it; POST with an OAuth2 password grant as containerd tries first when it has a password. Other grants
+ * (refresh tokens: derrick issues none) are refused with OAuth's 400 unsupported_grant_type.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Auth, Principal, RequestFacts } from '../auth/auth.ts';
