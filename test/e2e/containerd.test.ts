@@ -6,70 +6,30 @@
  * endpoint), with a client certificate, and anonymously; every fetched digest is checked against the published one.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { collectOutput, tempDir, type RunResult } from '../helpers/cli.ts';
+import { tempDir, type RunResult } from '../helpers/cli.ts';
+import { startContainerd, type Containerd } from '../helpers/containerd.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { singleImageLayout } from '../helpers/images.ts';
 import { htpasswdLine, makePki, tokenKey, type KeyPair, type Pki } from '../helpers/pki.ts';
-import { exited, waitForExit } from '../helpers/processes.ts';
 import { publishInto } from '../helpers/server.ts';
 
 const temp = tempDir('derrick-e2e-containerd-');
 const SERVICE = 'registry.test';
 
-let containerd: ChildProcess | undefined;
-let containerdLog = '';
+let containerd: Containerd | undefined;
 let derrick: DerrickServer | undefined;
 let pki!: Pki;
 let robot!: KeyPair;
-const socket = path.join(temp.dir, 'containerd', 'containerd.sock');
 /** Published digests by repository. */
 const published = new Map<string, string>();
 
-/** Starts containerd with everything under the temp directory, and waits for its socket to answer. */
-async function startContainerd(): Promise<void> {
-  const dir = path.join(temp.dir, 'containerd');
-  mkdirSync(dir, { recursive: true });
-  const config = path.join(dir, 'config.toml');
-  writeFileSync(
-    config,
-    [
-      'version = 2',
-      `root = "${dir}/root"`,
-      `state = "${dir}/state"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      '[grpc]',
-      `  address = "${socket}"`,
-      '[ttrpc]',
-      `  address = "${socket}.ttrpc"`,
-      '[debug]',
-      '  address = ""',
-      '',
-    ].join('\n'),
-  );
-  const child = spawn('containerd', ['--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  containerd = child;
-  child.stdout.on('data', (chunk: Buffer) => (containerdLog += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (containerdLog += chunk.toString()));
-  for (let attempt = 0; attempt < 200; attempt++) {
-    if (exited(child)) throw new Error(`containerd exited before serving:\n${containerdLog}`);
-    if (existsSync(socket) && (await ctr(['version'])).code === 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`containerd did not answer on ${socket}:\n${containerdLog}`);
-}
-
-/** `ctr` against the test's containerd; resolves whatever its exit code. */
-function ctr(args: string[]): Promise<RunResult> {
-  return collectOutput(
-    spawn('ctr', ['--address', socket, '--namespace', 'derrick-test', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }),
-  );
+function running(): Containerd {
+  assert.ok(containerd, 'containerd is not running');
+  return containerd;
 }
 
 let hostDirs = 0;
@@ -95,7 +55,7 @@ function hostsDir(client?: KeyPair): string {
 function fetch(repository: string, options: { user?: string; client?: KeyPair } = {}): Promise<RunResult> {
   const server = derrick;
   assert.ok(server, 'derrick is not running');
-  return ctr([
+  return running().ctr([
     'content',
     'fetch',
     '--hosts-dir',
@@ -103,18 +63,6 @@ function fetch(repository: string, options: { user?: string; client?: KeyPair } 
     ...(options.user === undefined ? [] : ['--user', options.user]),
     `${server.host}/${repository}:v1`,
   ]);
-}
-
-/** The digests in containerd's content store. */
-async function storedDigests(): Promise<string[]> {
-  const listed = await ctr(['content', 'ls', '--quiet']);
-  assert.equal(listed.code, 0, listed.stderr);
-  return listed.stdout.split('\n').filter((line) => line.startsWith('sha256:'));
-}
-
-async function removeContent(): Promise<void> {
-  const digests = await storedDigests();
-  if (digests.length > 0) assert.equal((await ctr(['content', 'rm', ...digests])).code, 0);
 }
 
 before(async () => {
@@ -155,28 +103,25 @@ before(async () => {
       ],
     }),
   );
-  [derrick] = await Promise.all([
+  [derrick, containerd] = await Promise.all([
     startDerrickServer(dataDir, { args: ['--config', config] }),
-    startContainerd(),
+    startContainerd(path.join(temp.dir, 'containerd')),
   ]);
   assert.match(derrick.url, /^https:/);
 });
 
 after(async () => {
   await derrick?.stop();
-  if (containerd && !exited(containerd)) {
-    containerd.kill('SIGTERM');
-    if (!(await waitForExit(containerd, 10_000))) containerd.kill('SIGKILL');
-  }
+  await containerd?.stop();
   temp.cleanup();
 });
 
 describe('containerd (ctr content fetch) from a protected derrick over TLS', () => {
   test('with a password: the POST password grant gets a token, and the published image is fetched', async () => {
-    await removeContent();
+    await running().removeContent();
     const result = await fetch('team/app', { user: 'alice:alice-secret' });
     assert.equal(result.code, 0, result.stderr);
-    const digests = await storedDigests();
+    const digests = await running().storedDigests();
     assert.ok(
       digests.includes(published.get('team/app') ?? '-'),
       `manifest not fetched: ${digests.join(' ')}`,
@@ -190,33 +135,33 @@ describe('containerd (ctr content fetch) from a protected derrick over TLS', () 
   });
 
   test('a wrong password, and a user the rule does not name, are refused', async () => {
-    await removeContent();
+    await running().removeContent();
     const wrong = await fetch('team/app', { user: 'alice:not-her-password' });
     assert.notEqual(wrong.code, 0);
     assert.match(wrong.stderr, /401|unauthorized/i);
     const bob = await fetch('team/app', { user: 'bob:bob-secret' });
     assert.notEqual(bob.code, 0);
     assert.match(bob.stderr, /insufficient_scope|denied|authorization failed/i);
-    assert.deepEqual(await storedDigests(), []);
+    assert.deepEqual(await running().storedDigests(), []);
   });
 
   test('with a client certificate named by a rule, and no password', async () => {
-    await removeContent();
+    await running().removeContent();
     const result = await fetch('team/app', { client: robot });
     assert.equal(result.code, 0, result.stderr);
-    assert.ok((await storedDigests()).includes(published.get('team/app') ?? '-'));
+    assert.ok((await running().storedDigests()).includes(published.get('team/app') ?? '-'));
   });
 
   test('anonymous: a public repository is fetched, a protected one is refused', async () => {
-    await removeContent();
+    await running().removeContent();
     const open = await fetch('public/app');
     assert.equal(open.code, 0, open.stderr);
-    assert.ok((await storedDigests()).includes(published.get('public/app') ?? '-'));
+    assert.ok((await running().storedDigests()).includes(published.get('public/app') ?? '-'));
     const secret = await fetch('secret/app');
     assert.notEqual(secret.code, 0);
-    assert.ok(!(await storedDigests()).includes(published.get('secret/app') ?? '-'));
+    assert.ok(!(await running().storedDigests()).includes(published.get('secret/app') ?? '-'));
     const withPassword = await fetch('secret/app', { user: 'bob:bob-secret' });
     assert.equal(withPassword.code, 0, withPassword.stderr);
-    assert.ok((await storedDigests()).includes(published.get('secret/app') ?? '-'));
+    assert.ok((await running().storedDigests()).includes(published.get('secret/app') ?? '-'));
   });
 });
