@@ -266,10 +266,10 @@ describe('bad input is refused before the file system is touched', () => {
       code: 'NAME_UNKNOWN',
     },
     {
-      what: 'a too-short sha256 digest (manifest)',
+      what: 'a too-short sha256 digest (manifest: names no manifest)',
       path: '/v2/team/app/manifests/sha256:abc',
-      status: 400,
-      code: 'DIGEST_INVALID',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
     },
     {
       what: 'a too-short sha256 digest (blob)',
@@ -290,10 +290,10 @@ describe('bad input is refused before the file system is touched', () => {
       code: 'DIGEST_INVALID',
     },
     {
-      what: 'an md5 digest as a manifest reference',
+      what: 'an md5 digest as a manifest reference (names no manifest)',
       path: `/v2/team/app/manifests/md5:${'0'.repeat(32)}`,
-      status: 400,
-      code: 'DIGEST_INVALID',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
     },
     {
       what: 'upper-case hex in a digest',
@@ -319,25 +319,37 @@ describe('bad input is refused before the file system is touched', () => {
       status: 404,
       code: 'MANIFEST_UNKNOWN',
     },
+    // A reference that is no tag (nor digest) names no manifest: 404, the spec's only end-3 failure.
     {
       what: 'a tag starting with "-"',
       path: '/v2/team/app/manifests/-latest',
-      status: 400,
-      code: 'TAG_INVALID',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
     },
     {
       what: 'a tag starting with "."',
       path: '/v2/team/app/manifests/.latest',
-      status: 400,
-      code: 'TAG_INVALID',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
     },
     {
       what: 'a 129-character tag',
       path: `/v2/team/app/manifests/${'t'.repeat(129)}`,
-      status: 400,
-      code: 'TAG_INVALID',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
     },
-    { what: 'a tag with "+"', path: '/v2/team/app/manifests/1.0+build', status: 400, code: 'TAG_INVALID' },
+    {
+      what: 'a tag with "+"',
+      path: '/v2/team/app/manifests/1.0+build',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
+    },
+    {
+      what: 'an invalid reference in a record that escapes the tree',
+      path: '/v2/escape/manifests/.INVALID_MANIFEST_NAME',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
+    },
     {
       what: 'a valid but unknown name',
       path: '/v2/team/nobody/manifests/latest',

@@ -201,7 +201,8 @@ describe('tags/list', () => {
     assert.equal(link, undefined);
   });
 
-  for (const n of ['0', '-1', 'abc']) {
+  // n=0 is not invalid: "When `n` is zero, this endpoint MUST return an empty list" (test/integration/conformance.test.ts).
+  for (const n of ['-1', 'abc']) {
     test(`tags/list?n=${n} → 400 PAGINATION_NUMBER_INVALID`, async () => {
       const response = await app.inject({ method: 'GET', url: `/v2/team/app/tags/list?n=${n}` });
       assertOciError(response, 400, 'PAGINATION_NUMBER_INVALID');
@@ -300,7 +301,14 @@ describe('_catalog', () => {
     assertApiVersion(response);
   });
 
-  for (const n of ['0', '-1', 'abc']) {
+  test('_catalog?n=0 → an empty list and no Link, as tags/list answers n=0 (and distribution the catalog)', async () => {
+    const response = await nestedApp.inject({ method: 'GET', url: '/v2/_catalog?n=0' });
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(response.json(), { repositories: [] });
+    assert.equal(header(response, 'link'), undefined);
+  });
+
+  for (const n of ['-1', 'abc']) {
     test(`_catalog?n=${n} → 400 PAGINATION_NUMBER_INVALID`, async () => {
       const response = await nestedApp.inject({ method: 'GET', url: `/v2/_catalog?n=${n}` });
       assertOciError(response, 400, 'PAGINATION_NUMBER_INVALID');
