@@ -17,6 +17,7 @@ import type { Tree } from '../store/tree.ts';
 import { parseAccept } from './accept.ts';
 import type { Answer } from './answers.ts';
 import { TrustedProxies } from './forwarded.ts';
+import { homePage, notFoundPage } from './home.ts';
 import { parsePath } from './paths.ts';
 import { Registry } from './registry.ts';
 import { etagMatches, sendFile } from './send-file.ts';
@@ -233,8 +234,12 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
     sendError(request, reply, new RegistryError('UNKNOWN', ERROR_CODES.UNKNOWN.message));
   });
 
-  app.setNotFoundHandler((request, reply) => {
-    sendError(request, reply, new RegistryError('NAME_UNKNOWN', 'not a registry endpoint'));
+  // Outside /v2/ there is no registry API, so no OCI error body: a plain 404 (distribution answers the same way).
+  app.setNotFoundHandler((request, reply) => write(request, reply, notFoundPage()));
+  app.route({
+    method: [...READ_METHODS],
+    url: '/',
+    handler: (request, reply) => write(request, reply, homePage()),
   });
 
   const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
