@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { Auth, type RequestFacts } from '../auth/auth.ts';
 import type { FailureRelay } from '../auth/failed-logins.ts';
 import type { Config } from '../config/schema.ts';
-import { ERROR_CODES, RegistryError } from '../oci/errors.ts';
+import { ERROR_CODES, hasJsonBody, RegistryError } from '../oci/errors.ts';
 import type { Tree } from '../store/tree.ts';
 import { parseAccept } from './accept.ts';
 import type { Answer } from './answers.ts';
@@ -122,7 +122,11 @@ function sendError(request: FastifyRequest, reply: FastifyReply, error: Registry
     void reply.send();
     return;
   }
-  void reply.type('application/json; charset=utf-8').send(JSON.stringify(error.toBody()));
+  if (hasJsonBody(error.code)) {
+    void reply.type('application/json; charset=utf-8').send(JSON.stringify(error.toBody()));
+    return;
+  }
+  void reply.type('text/plain; charset=utf-8').send(error.toText());
 }
 
 async function write(request: FastifyRequest, reply: FastifyReply, answer: Answer): Promise<void> {

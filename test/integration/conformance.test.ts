@@ -21,6 +21,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { ERROR_CODES, hasJsonBody, type ErrorCode } from '../../src/oci/errors.ts';
 import { emptyRepository } from '../../src/store/record.ts';
 import { Tree } from '../../src/store/tree.ts';
 import { tempDir } from '../helpers/cli.ts';
@@ -460,6 +461,27 @@ describe('Error codes', () => {
       const [error] = (JSON.parse(answer.body) as { errors: { code: string; message: string }[] }).errors;
       assert.match(error?.code ?? '', /^[A-Z_]+$/);
       assert.ok((error?.message.length ?? 0) > 0, `${url}: an empty message`);
+    }
+  });
+
+  test('“A `4XX` response code from the registry MAY return a body in any format”: a 4xx with no code of the spec’s (distribution’s PAGINATION_NUMBER_INVALID and RANGE_INVALID) has no JSON body, but the code and a message as plain text', async () => {
+    const page = await get(`/v2/${REPO}/tags/list?n=-1`);
+    const range = await get(`/v2/${REPO}/blobs/${config.digest}`, { range: 'bytes=99999999-' });
+    assert.equal(page.statusCode, 400);
+    assert.equal(range.statusCode, 416);
+    for (const answer of [page, range]) {
+      assertApiVersion(answer);
+      assert.equal(header(answer, 'content-type'), 'text/plain; charset=utf-8');
+      assert.match(answer.body, /^(PAGINATION_NUMBER_INVALID|RANGE_INVALID): .+\n$/);
+    }
+    // RFC 9110 §15.5.17: a 416 to a byte-range request SHOULD carry Content-Range with the current length.
+    assert.equal(header(range, 'content-range'), `bytes */${config.size}`);
+  });
+
+  test('every 4xx code derrick answers with a JSON body is one the spec lists (or TAG_INVALID, which derrick never sends: “The client MAY encounter error codes targeting Docker schema1 manifests, such as `TAG_INVALID`”)', () => {
+    for (const [code, { status }] of Object.entries(ERROR_CODES)) {
+      if (status >= 500 || !hasJsonBody(code as ErrorCode) || code === 'TAG_INVALID') continue;
+      assert.ok(SPEC_CODES.includes(code), `${code} is answered as JSON but is not one of the spec's codes`);
     }
   });
 
