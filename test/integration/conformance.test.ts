@@ -25,7 +25,7 @@ import { ERROR_CODES, hasJsonBody, type ErrorCode } from '../../src/oci/errors.t
 import { emptyRepository } from '../../src/store/record.ts';
 import { Tree } from '../../src/store/tree.ts';
 import { tempDir } from '../helpers/cli.ts';
-import { MT } from '../helpers/images.ts';
+import { LayoutBuilder, MT, type Descriptor } from '../helpers/images.ts';
 import {
   assertApiVersion,
   assertOciError,
@@ -66,7 +66,54 @@ const SPEC_CODES = [
   'TOOMANYREQUESTS',
 ];
 
+const SBOM_CONFIG = 'application/vnd.example.sbom.config.v1+json';
+const SIGNATURE = 'application/vnd.example.signature.v1';
+
+/** conformance/refs: an image and three referrers, each deriving its artifactType its own way. */
+interface Referrers {
+  subject: Descriptor;
+  /** An image manifest with no artifactType and a config of type SBOM_CONFIG. */
+  byConfig: Descriptor;
+  /** An image manifest with artifactType SIGNATURE (and the empty config). */
+  byField: Descriptor;
+  /** An index with a subject and no artifactType. */
+  index: Descriptor;
+}
+
+async function buildReferrers(dir: string): Promise<Referrers> {
+  const builder = new LayoutBuilder(dir);
+  const subject = await builder.image({ files: { 'hello.txt': 'referred to\n' } });
+  const { platform: _platform, ...subjectDescriptor } = subject;
+  const annotations = (which: string) => ({ 'org.opencontainers.conformance.test': which });
+  const layer = builder.blob(Buffer.from('payload'), 'text/plain');
+  const byConfig = builder.json(
+    {
+      schemaVersion: 2,
+      mediaType: MT.ociManifest,
+      config: builder.blob(Buffer.from('{"sbom": true}'), SBOM_CONFIG),
+      layers: [layer],
+      subject: subjectDescriptor,
+      annotations: annotations('by config'),
+    },
+    MT.ociManifest,
+  );
+  const byField = builder.artifact(subject, SIGNATURE, 'signature', annotations('by field'));
+  const index = builder.json(
+    {
+      schemaVersion: 2,
+      mediaType: MT.ociIndex,
+      manifests: [],
+      subject: subjectDescriptor,
+      annotations: annotations('index'),
+    },
+    MT.ociIndex,
+  );
+  builder.add(subject, 'subject').add(byConfig).add(byField).add(index).write();
+  return { subject, byConfig, byField, index };
+}
+
 let fixtures!: Fixtures;
+let refs!: Referrers;
 let app!: FastifyInstance;
 /** The same tree, with at most two tags a page. */
 let smallPages!: FastifyInstance;
@@ -96,6 +143,8 @@ before(async () => {
     TAGS.map((tag) => `${REPO}:${tag}`),
   );
   await publishInto(dataDir, `oci:${fixtures.dir}:signed`, ['conformance/signed:1']);
+  refs = await buildReferrers(path.join(scratch.dir, 'referrers'));
+  await publishInto(dataDir, `oci:${path.join(scratch.dir, 'referrers')}:subject`, ['conformance/refs:1']);
   const tree = new Tree(dataDir);
   const lookup = await tree.readRecord(REPO);
   assert.ok(lookup.found);
@@ -422,6 +471,34 @@ describe('Listing referrers (end-12a, end-12b)', () => {
     );
     assert.equal(header(other, 'oci-filters-applied'), 'artifactType');
     assert.deepEqual(other.json<Index>().manifests, []);
+  });
+
+  test('“The descriptors MUST include an `artifactType` field that is set to the value of the `artifactType` in the image manifest or index, if present”; else an image manifest’s config `mediaType`; “If the `artifactType` is empty or missing in an index, the `artifactType` MUST be omitted”; “The descriptors MUST include annotations”', async () => {
+    const answer = await get(`/v2/conformance/refs/referrers/${refs.subject.digest}`);
+    assert.equal(answer.statusCode, 200);
+    const byDigest = new Map(answer.json<Index>().manifests.map((entry) => [entry.digest, entry]));
+    const expected = (descriptor: Descriptor, which: string, artifactType?: string) => ({
+      mediaType: descriptor.mediaType,
+      digest: descriptor.digest,
+      size: descriptor.size,
+      ...(artifactType === undefined ? {} : { artifactType }),
+      annotations: { 'org.opencontainers.conformance.test': which },
+    });
+    assert.equal(byDigest.size, 3);
+    assert.deepEqual(byDigest.get(refs.byConfig.digest), expected(refs.byConfig, 'by config', SBOM_CONFIG));
+    assert.deepEqual(byDigest.get(refs.byField.digest), expected(refs.byField, 'by field', SIGNATURE));
+    assert.deepEqual(byDigest.get(refs.index.digest), expected(refs.index, 'index'));
+  });
+
+  test('an artifactType filter applies to the derived artifactType too (a config media type)', async () => {
+    const answer = await get(
+      `/v2/conformance/refs/referrers/${refs.subject.digest}?artifactType=${encodeURIComponent(SBOM_CONFIG)}`,
+    );
+    assert.equal(header(answer, 'oci-filters-applied'), 'artifactType');
+    assert.deepEqual(
+      answer.json<Index>().manifests.map((entry) => entry.digest),
+      [refs.byConfig.digest],
+    );
   });
 
   test('“If the request is invalid, such as a `<digest>` with an invalid syntax, a `400 Bad Request` MUST be returned”', async () => {
