@@ -12,11 +12,12 @@ import type { Logger } from 'pino';
 import { Auth, type RequestFacts } from '../auth/auth.ts';
 import type { FailureRelay } from '../auth/failed-logins.ts';
 import type { Config } from '../config/schema.ts';
-import { ERROR_CODES, RegistryError } from '../oci/errors.ts';
+import { ERROR_CODES, hasJsonBody, RegistryError } from '../oci/errors.ts';
 import type { Tree } from '../store/tree.ts';
 import { parseAccept } from './accept.ts';
 import type { Answer } from './answers.ts';
 import { TrustedProxies } from './forwarded.ts';
+import { homePage, notFoundPage } from './home.ts';
 import { parsePath } from './paths.ts';
 import { Registry } from './registry.ts';
 import { etagMatches, sendFile } from './send-file.ts';
@@ -121,7 +122,11 @@ function sendError(request: FastifyRequest, reply: FastifyReply, error: Registry
     void reply.send();
     return;
   }
-  void reply.type('application/json; charset=utf-8').send(JSON.stringify(error.toBody()));
+  if (hasJsonBody(error.code)) {
+    void reply.type('application/json; charset=utf-8').send(JSON.stringify(error.toBody()));
+    return;
+  }
+  void reply.type('text/plain; charset=utf-8').send(error.toText());
 }
 
 async function write(request: FastifyRequest, reply: FastifyReply, answer: Answer): Promise<void> {
@@ -233,8 +238,12 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
     sendError(request, reply, new RegistryError('UNKNOWN', ERROR_CODES.UNKNOWN.message));
   });
 
-  app.setNotFoundHandler((request, reply) => {
-    sendError(request, reply, new RegistryError('NAME_UNKNOWN', 'not a registry endpoint'));
+  // Outside /v2/ there is no registry API, so no OCI error body: a plain 404 (distribution answers the same way).
+  app.setNotFoundHandler((request, reply) => write(request, reply, notFoundPage()));
+  app.route({
+    method: [...READ_METHODS],
+    url: '/',
+    handler: (request, reply) => write(request, reply, homePage()),
   });
 
   const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {

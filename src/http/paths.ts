@@ -1,7 +1,9 @@
 /**
  * Parsing a request path into a registry route, before anything touches the file system. Names, tags and digests
  * are checked against the distribution-spec grammar; anything percent-encoded, `..`, `//` or NUL is refused, since
- * no valid name, tag or digest contains them.
+ * no valid name, tag or digest contains them. A manifest reference that is neither a tag nor a digest names no
+ * manifest: it is answered 404 MANIFEST_UNKNOWN here, as the spec's end-3 has no other failure (TAG_INVALID
+ * belongs to a manifest PUT, which derrick does not accept).
  */
 import { RegistryError } from '../oci/errors.ts';
 import { parseDigest } from '../oci/digest.ts';
@@ -56,17 +58,32 @@ export function parsePath(pathname: string): Route {
   const value = match[3] ?? '';
   if (endpoint === 'blobs') return { kind: 'blob', name, digest: checkedDigest(value) };
   if (endpoint === 'referrers') return { kind: 'referrers', name, digest: checkedDigest(value) };
-  if (value.includes(':')) return { kind: 'manifest', name, reference: { digest: checkedDigest(value) } };
-  const tag = validateTag(value);
-  if (!tag.ok) throw new RegistryError('TAG_INVALID', `invalid tag: ${tag.reason}`);
-  return { kind: 'manifest', name, reference: { tag: value } };
+  return { kind: 'manifest', name, reference: checkedReference(name, value) };
 }
 
-/** Parses `n` (a positive integer) of a paginated request; undefined when absent. */
+/** A tag or a digest; anything else is a manifest no repository can hold. */
+function checkedReference(name: string, value: string): Reference {
+  if (value.includes(':')) {
+    const digest = parseDigest(value);
+    if (!('error' in digest)) return { digest: value };
+    throw new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: ${digest.error}`, {
+      name,
+      reference: value,
+    });
+  }
+  const tag = validateTag(value);
+  if (tag.ok) return { tag: value };
+  throw new RegistryError('MANIFEST_UNKNOWN', `manifest unknown: ${tag.reason}`, { name, reference: value });
+}
+
+/**
+ * Parses `n` (a non-negative integer) of a paginated request; undefined when absent. `n=0` is a valid request for
+ * an empty page (the spec: "When `n` is zero, this endpoint MUST return an empty list").
+ */
 export function parsePageSize(value: string | undefined, max: number): number | undefined {
   if (value === undefined) return undefined;
-  if (!/^[1-9][0-9]*$/.test(value)) {
-    throw new RegistryError('PAGINATION_NUMBER_INVALID', `n must be a positive integer, got "${value}"`);
+  if (!/^(?:0|[1-9][0-9]*)$/.test(value)) {
+    throw new RegistryError('PAGINATION_NUMBER_INVALID', `n must be a non-negative integer, got "${value}"`);
   }
   return Math.min(Number(value), max);
 }

@@ -300,6 +300,7 @@ export class Registry {
     const start = query.last === undefined ? 0 : upperBound(list, query.last, (tag) => tag);
     const page = list.slice(start, start + n);
     const last = page[page.length - 1];
+    // n=0 asks for an empty page, which has no next page (last is undefined).
     if (start + n < list.length && last !== undefined) {
       headers.link = `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`;
     }
@@ -314,7 +315,8 @@ export class Registry {
     const n = parsePageSize(query.n, maxPageSize) ?? defaultPageSize;
     const names: string[] = [];
     let more = false;
-    for await (const name of this.tree.walkNames(query.last === undefined ? {} : { after: query.last })) {
+    const walk = n === 0 ? [] : this.tree.walkNames(query.last === undefined ? {} : { after: query.last });
+    for await (const name of walk) {
       if (!(await this.visible(viewer, name))) continue;
       if (names.length === n) {
         more = true;

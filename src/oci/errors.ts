@@ -21,6 +21,18 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/**
+ * distribution's codes that the OCI spec does not list. The spec: "A `4XX` response code from the registry MAY
+ * return a body in any format. If the response body is in JSON format, it MUST have the following format" and
+ * "The `code` field MUST be one of the following" — so these are answered with the code and message as plain text.
+ */
+const UNLISTED: ReadonlySet<ErrorCode> = new Set(['PAGINATION_NUMBER_INVALID', 'RANGE_INVALID']);
+
+/** Whether an error with this code is answered with the OCI JSON body (toBody), else as plain text (toText). */
+export function hasJsonBody(code: ErrorCode): boolean {
+  return !UNLISTED.has(code);
+}
+
 /** A protocol error: the one error class routes throw and the one handler turns into an OCI error body. */
 export class RegistryError extends Error {
   readonly code: ErrorCode;
@@ -40,5 +52,9 @@ export class RegistryError extends Error {
 
   toBody(): { errors: { code: ErrorCode; message: string; detail: unknown }[] } {
     return { errors: [{ code: this.code, message: this.message, detail: this.detail ?? null }] };
+  }
+
+  toText(): string {
+    return `${this.code}: ${this.message}\n`;
   }
 }

@@ -145,6 +145,9 @@ describe('ranges', () => {
     assert.equal(response.statusCode, 416);
     assertApiVersion(response);
     assert.equal(header(response, 'content-range'), `bytes */${layer.bytes.length}`);
+    // RANGE_INVALID is distribution's code, not the spec's: plain text (conformance.test.ts, "Error codes").
+    assert.equal(header(response, 'content-type'), 'text/plain; charset=utf-8');
+    assert.match(response.body, /^RANGE_INVALID: /);
   });
 
   test('the 416 of an unsatisfiable Range is not marked cacheable for a year', async () => {

@@ -1,5 +1,5 @@
 /**
- * derrick serve, the endpoints and the refusals: /v2/, the API version header on every answer, write methods
+ * derrick serve, the endpoints and the refusals: /v2/, the page at /, the API version header on every answer, write methods
  * refused with 405 UNSUPPORTED, the OCI error body, and bad input (names, digests, tags, encoded and dot
  * segments, symlinks out of v2/app, a malformed record) refused before anything outside the tree is read.
  *
@@ -105,9 +105,20 @@ describe('the base endpoint and the API version header', () => {
     assert.deepEqual(response.json(), {});
   });
 
-  test('GET of a path outside /v2 → 404 with the API version header and an OCI error body', async () => {
-    const response = await app.inject({ method: 'GET', url: '/index.html' });
-    assertOciError(response, 404, 'NAME_UNKNOWN');
+  test('GET of a path outside /v2 → a plain-text 404 with the API version header (no OCI error body: no registry endpoint is there; distribution answers the same)', async () => {
+    for (const url of ['/index.html', '/v1/_ping', '/v22/', '/favicon.ico']) {
+      const response = await app.inject({ method: 'GET', url });
+      assert.equal(response.statusCode, 404, url);
+      assertApiVersion(response);
+      assert.equal(header(response, 'content-type'), 'text/plain; charset=utf-8', url);
+      assert.match(response.body, /under \/v2\//);
+    }
+  });
+
+  test('HEAD of a path outside /v2 → 404, no body', async () => {
+    const response = await app.inject({ method: 'HEAD', url: '/index.html' });
+    assert.equal(response.statusCode, 404);
+    assert.equal(response.body, '');
   });
 
   test('GET of an unknown endpoint under /v2 → 404 with the API version header and an OCI error body', async () => {
@@ -126,6 +137,38 @@ describe('the base endpoint and the API version header', () => {
     const response = await app.inject({ method: 'GET', url: '/v2/nobody/manifests/latest' });
     const error = assertOciError(response, 404, 'NAME_UNKNOWN');
     assert.equal(JSON.stringify(response.json()), JSON.stringify({ errors: [error] }));
+  });
+});
+
+describe('the page at /', () => {
+  test('GET / → 200, a short plain page that names derrick and points at /v2/ and the docs', async () => {
+    const response = await app.inject({ method: 'GET', url: '/' });
+    assert.equal(response.statusCode, 200);
+    assertApiVersion(response);
+    assert.equal(header(response, 'content-type'), 'text/plain; charset=utf-8');
+    assert.equal(header(response, 'x-content-type-options'), 'nosniff');
+    assert.match(response.body, /^derrick: a container registry\n/);
+    assert.match(response.body, /\/v2\//);
+    assert.match(response.body, /docs/);
+  });
+
+  test('HEAD / → 200 with the length of the page, no body', async () => {
+    const page = await app.inject({ method: 'GET', url: '/' });
+    const response = await app.inject({ method: 'HEAD', url: '/' });
+    assert.equal(response.statusCode, 200);
+    assert.equal(response.body, '');
+    assert.equal(header(response, 'content-length'), String(Buffer.byteLength(page.body)));
+  });
+
+  test('GET / reads nothing from the tree: the same page over a data directory that holds no tree', async () => {
+    const empty = serveApp(path.join(scratch.dir, 'no-tree-here'));
+    try {
+      const response = await empty.inject({ method: 'GET', url: '/' });
+      assert.equal(response.statusCode, 200);
+      assert.match(response.body, /^derrick: a container registry\n/);
+    } finally {
+      await empty.close();
+    }
   });
 });
 
@@ -266,10 +309,10 @@ describe('bad input is refused before the file system is touched', () => {
       code: 'NAME_UNKNOWN',
     },
     {
-      what: 'a too-short sha256 digest (manifest)',
+      what: 'a too-short sha256 digest (manifest: names no manifest)',
       path: '/v2/team/app/manifests/sha256:abc',
-      status: 400,
-      code: 'DIGEST_INVALID',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
     },
     {
       what: 'a too-short sha256 digest (blob)',
@@ -290,10 +333,10 @@ describe('bad input is refused before the file system is touched', () => {
       code: 'DIGEST_INVALID',
     },
     {
-      what: 'an md5 digest as a manifest reference',
+      what: 'an md5 digest as a manifest reference (names no manifest)',
       path: `/v2/team/app/manifests/md5:${'0'.repeat(32)}`,
-      status: 400,
-      code: 'DIGEST_INVALID',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
     },
     {
       what: 'upper-case hex in a digest',
@@ -319,25 +362,37 @@ describe('bad input is refused before the file system is touched', () => {
       status: 404,
       code: 'MANIFEST_UNKNOWN',
     },
+    // A reference that is no tag (nor digest) names no manifest: 404, the spec's only end-3 failure.
     {
       what: 'a tag starting with "-"',
       path: '/v2/team/app/manifests/-latest',
-      status: 400,
-      code: 'TAG_INVALID',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
     },
     {
       what: 'a tag starting with "."',
       path: '/v2/team/app/manifests/.latest',
-      status: 400,
-      code: 'TAG_INVALID',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
     },
     {
       what: 'a 129-character tag',
       path: `/v2/team/app/manifests/${'t'.repeat(129)}`,
-      status: 400,
-      code: 'TAG_INVALID',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
     },
-    { what: 'a tag with "+"', path: '/v2/team/app/manifests/1.0+build', status: 400, code: 'TAG_INVALID' },
+    {
+      what: 'a tag with "+"',
+      path: '/v2/team/app/manifests/1.0+build',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
+    },
+    {
+      what: 'an invalid reference in a record that escapes the tree',
+      path: '/v2/escape/manifests/.INVALID_MANIFEST_NAME',
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
+    },
     {
       what: 'a valid but unknown name',
       path: '/v2/team/nobody/manifests/latest',

@@ -42,10 +42,15 @@ describe('request paths', () => {
     ['/v2/a\0b/manifests/x', 'NAME_INVALID'],
     ['/v2/Upper/manifests/x', 'NAME_INVALID'],
     [`/v2/${'a'.repeat(256)}/manifests/x`, 'NAME_INVALID'],
-    ['/v2/a/manifests/-bad', 'TAG_INVALID'],
-    [`/v2/a/manifests/${'t'.repeat(129)}`, 'TAG_INVALID'],
-    ['/v2/a/manifests/sha256:abc', 'DIGEST_INVALID'],
-    [`/v2/a/manifests/md5:${'a'.repeat(32)}`, 'DIGEST_INVALID'],
+    // A manifest reference that is neither a tag nor a digest names no manifest (the spec's end-3 fails only
+    // with 404); TAG_INVALID belongs to a manifest PUT.
+    ['/v2/a/manifests/.INVALID_MANIFEST_NAME', 'MANIFEST_UNKNOWN'],
+    ['/v2/a/manifests/-bad', 'MANIFEST_UNKNOWN'],
+    [`/v2/a/manifests/${'t'.repeat(129)}`, 'MANIFEST_UNKNOWN'],
+    ['/v2/a/manifests/sha256:abc', 'MANIFEST_UNKNOWN'],
+    [`/v2/a/manifests/md5:${'a'.repeat(32)}`, 'MANIFEST_UNKNOWN'],
+    ['/v2/a/manifests/:', 'MANIFEST_UNKNOWN'],
+    ['/v2/Upper/manifests/.INVALID_MANIFEST_NAME', 'NAME_INVALID'],
     ['/v2/a/blobs/latest', 'DIGEST_INVALID'],
     [`/v2/a/blobs/sha512:${'a'.repeat(64)}`, 'DIGEST_INVALID'],
     ['/v2/a/referrers/nope', 'DIGEST_INVALID'],
@@ -64,13 +69,14 @@ describe('request paths', () => {
 });
 
 describe('page sizes', () => {
-  test('absent is undefined; larger than the maximum is the maximum', () => {
+  test('absent is undefined; zero is zero (an empty page); larger than the maximum is the maximum', () => {
     assert.equal(parsePageSize(undefined, 100), undefined);
+    assert.equal(parsePageSize('0', 100), 0);
     assert.equal(parsePageSize('50', 100), 50);
     assert.equal(parsePageSize('5000', 100), 100);
     assert.equal(parsePageSize('99999999999999999999999', 100), 100);
   });
-  for (const value of ['0', '-1', 'abc', '1.5', '', '01', '+5', '1e3']) {
+  for (const value of ['-1', '-0', 'abc', '1.5', '', '01', '00', '+5', '1e3']) {
     test(`n=${JSON.stringify(value)} → PAGINATION_NUMBER_INVALID`, () => {
       assert.throws(
         () => parsePageSize(value, 100),
