@@ -207,10 +207,14 @@ function servePrimary(config: Config, workers: number): void {
 /** `derrick serve` with the configuration file (if any) and flag values given. */
 export async function serve(
   file: string | undefined,
-  flags: Partial<Record<ScalarKey, string>>,
+  flags: Partial<Record<ScalarKey, string | boolean>>,
 ): Promise<void> {
   const load: Load = () => loadConfig({ file, env: process.env, flags });
-  const config = attempt('invalid configuration', load);
+  // Warnings once per server, at start: by the primary, not by each worker.
+  const warn = (message: string): void => {
+    if (cluster.isPrimary) process.stderr.write(`derrick: warning: ${message}\n`);
+  };
+  const config = attempt('invalid configuration', () => loadConfig({ file, env: process.env, flags, warn }));
   if (!config) {
     process.exitCode = 1;
     return;

@@ -6,17 +6,19 @@ import { existsSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { helpText } from '../../src/cli/serve-command.ts';
+import { flagName, KEY_NAMES } from '../../src/config/keys.ts';
 import { collectOutput, run, runDerrick, startDerrick, tempDir } from '../helpers/cli.ts';
 
 const temp = tempDir();
 after(() => temp.cleanup());
 
 /** Starts `derrick serve <args>` and resolves with its port once it says it is serving. */
-async function serve(args: string[], cwd?: string) {
-  const child = startDerrick(
-    ['serve', '--listen', '127.0.0.1:0', '--access-log', 'false', ...args],
-    cwd === undefined ? {} : { cwd },
-  );
+async function serve(args: string[], cwd?: string, env?: NodeJS.ProcessEnv) {
+  const child = startDerrick(['serve', '--listen', '127.0.0.1:0', ...args], {
+    ...(cwd === undefined ? {} : { cwd }),
+    ...(env === undefined ? {} : { env }),
+  });
   const done = collectOutput(child);
   const port = await new Promise<number>((resolve, reject) => {
     let seen = '';
@@ -40,7 +42,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
   test('with no data dir given it serves ./data, creating it', async () => {
     const cwd = path.join(temp.dir, 'cwd');
     await run('mkdir', ['-p', cwd]);
-    const server = await serve([], cwd);
+    const server = await serve(['--no-access-log'], cwd);
     const response = await fetch(`http://127.0.0.1:${server.port}/v2/`);
     assert.equal(response.status, 200);
     assert.equal(response.headers.get('docker-distribution-api-version'), 'registry/2.0');
@@ -52,7 +54,10 @@ describe('derrick serve', { concurrency: 3 }, () => {
   test('an invalid configuration stops it with the source, the key and what was expected', async () => {
     const result = await runDerrick(['serve', '--mode', 'proxy']);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /^derrick: invalid configuration: --mode: mode: .*"redirect"\|"serve"/);
+    assert.equal(
+      result.stderr,
+      'derrick: invalid configuration: --mode: mode: expected serve or redirect, got "proxy"\n',
+    );
     assert.doesNotMatch(result.stderr, /\n\s+at /);
     const file = path.join(temp.dir, 'bad.yaml');
     writeFileSync(file, 'catalog:\n  maxPageSize: -3\n');
@@ -64,7 +69,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
   });
 
   test('an address already in use is a one-line error', async () => {
-    const server = await serve([]);
+    const server = await serve(['--no-access-log']);
     const result = await runDerrick([
       'serve',
       '--listen',
@@ -100,6 +105,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
       'subjectAltName=IP:127.0.0.1',
     ]);
     const server = await serve([
+      '--no-access-log',
       '--tls-cert',
       cert,
       '--tls-key',
@@ -120,5 +126,55 @@ describe('derrick serve', { concurrency: 3 }, () => {
     });
     await server.stop();
     assert.equal(status, 200);
+  });
+
+  test('serve --help gives every flag a meaning and its default, from the key table', async () => {
+    const result = await runDerrick(['serve', '--help']);
+    assert.equal(result.code, 0);
+    assert.doesNotMatch(result.stdout, /config key/);
+    const flags = (help: string): string[] =>
+      [...help.matchAll(/^ {2}(--[a-z-]+)/gm)].map(([, flag]) => flag ?? '');
+    assert.equal(
+      flags(result.stdout).length,
+      1 + KEY_NAMES.length + 2,
+      '--config, the keys and the two --no- forms',
+    );
+    for (const key of KEY_NAMES) {
+      const flag = `--${flagName(key)}`;
+      const line = result.stdout.split('\n').find((text) => text.startsWith(`  ${flag} `));
+      assert.ok(line, `${flag} is listed`);
+      assert.ok(
+        line.replace(/\s+/g, ' ').includes(helpText(key)),
+        `${flag} has its meaning and default: ${line}`,
+      );
+    }
+    assert.match(result.stdout, /^ {2}--listen <host:port> +host:port .*\(default: 127\.0\.0\.1:5000\)$/m);
+    assert.match(result.stdout, /^ {2}--access-log +One log line per request .*\(default: on\)$/m);
+    assert.match(result.stdout, /^ {2}--no-access-log +/m);
+    assert.match(result.stdout, /^ {2}--access <json> +JSON: /m);
+  });
+
+  test('a boolean key is a flag: --access-log logs each request, --no-access-log does not', async () => {
+    const logged = async (flag: string): Promise<boolean> => {
+      const server = await serve([flag, '--workers', '1', '--data-dir', path.join(temp.dir, 'log')]);
+      await (await fetch(`http://127.0.0.1:${server.port}/v2/?probe=1`)).arrayBuffer();
+      const result = await server.stop();
+      return result.stdout.includes('/v2/?probe=1');
+    };
+    assert.equal(await logged('--access-log'), true);
+    assert.equal(await logged('--no-access-log'), false);
+  });
+
+  test('a DERRICK_* variable that is no key is warned about once, even with several workers', async () => {
+    const server = await serve(
+      ['--no-access-log', '--workers', '2', '--data-dir', path.join(temp.dir, 'warn')],
+      undefined,
+      { DERRICK_WORKRS: '2' },
+    );
+    const result = await server.stop();
+    const warnings = result.stderr.split('\n').filter((line) => line.includes('DERRICK_WORKRS'));
+    assert.deepEqual(warnings, [
+      'derrick: warning: environment variable DERRICK_WORKRS is not a configuration key (did you mean DERRICK_WORKERS?); it is ignored',
+    ]);
   });
 });
