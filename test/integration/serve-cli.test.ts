@@ -68,18 +68,68 @@ describe('derrick serve', { concurrency: 3 }, () => {
     assert.match(fromFile.stderr, /bad\.yaml: catalog\.maxPageSize: /);
   });
 
-  test('an address already in use is a one-line error', async () => {
-    const server = await serve(['--no-access-log']);
-    const result = await runDerrick([
-      'serve',
-      '--listen',
-      `127.0.0.1:${server.port}`,
-      '--data-dir',
-      path.join(temp.dir, 'busy'),
+  for (const workers of ['1', '2']) {
+    test(`an address already in use is one line naming it and --listen, with ${workers} worker(s)`, async () => {
+      const server = await serve(['--no-access-log', '--workers', '1']);
+      const result = await runDerrick([
+        'serve',
+        '--listen',
+        `127.0.0.1:${server.port}`,
+        '--workers',
+        workers,
+        '--data-dir',
+        path.join(temp.dir, 'busy'),
+      ]);
+      await server.stop();
+      assert.equal(result.code, 1);
+      assert.equal(
+        result.stderr,
+        `derrick: cannot listen on 127.0.0.1:${server.port}: the address is already in use; stop what is using it or pass --listen <host:port>\n`,
+      );
+    });
+
+    test(`an address this machine does not have is one line with the fix, with ${workers} worker(s)`, async () => {
+      // 192.0.2.0/24 is TEST-NET-1 (RFC 5737): no machine has it.
+      const result = await runDerrick([
+        'serve',
+        '--listen',
+        '192.0.2.1:5000',
+        '--workers',
+        workers,
+        '--data-dir',
+        path.join(temp.dir, 'nowhere'),
+      ]);
+      assert.equal(result.code, 1);
+      assert.equal(
+        result.stderr,
+        'derrick: cannot listen on 192.0.2.1:5000: this machine has no address 192.0.2.1; pass --listen with one of its addresses (127.0.0.1, or 0.0.0.0 for all of them)\n',
+      );
+    });
+  }
+
+  test('redirect mode without redirect.url is warned about once at start, naming the keys', async () => {
+    const warnings = async (args: string[]): Promise<string[]> => {
+      const server = await serve([
+        '--no-access-log',
+        '--workers',
+        '2',
+        '--data-dir',
+        path.join(temp.dir, 'cdn'),
+        ...args,
+      ]);
+      const result = await server.stop();
+      return result.stderr.split('\n').filter((line) => line.startsWith('derrick: warning: '));
+    };
+    assert.deepEqual(await warnings(['--mode', 'redirect']), [
+      'derrick: warning: mode is redirect but redirect.url is not set: a repository published without a base URL is served from the tree; set redirect.url (--redirect-url), or publish with derrick publish --base-url',
     ]);
-    await server.stop();
-    assert.equal(result.code, 1);
-    assert.match(result.stderr, /^derrick: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    const byRule = await warnings(['--repositories', '[{"match":"cdn/**","mode":"redirect"}]']);
+    assert.equal(byRule.length, 1);
+    assert.match(
+      byRule[0] ?? '',
+      /^derrick: warning: repositories "cdn\/\*\*" are in redirect mode but redirect\.url is not set: .*derrick publish --base-url$/,
+    );
+    assert.deepEqual(await warnings(['--mode', 'redirect', '--redirect-url', 'https://cdn.example.com']), []);
   });
 
   test('with tls.cert and tls.key it speaks HTTPS', async () => {
