@@ -68,6 +68,26 @@ describe('derrick serve', { concurrency: 3 }, () => {
     assert.match(fromFile.stderr, /bad\.yaml: catalog\.maxPageSize: /);
   });
 
+  test('a YAML value of the wrong type, a misspelt key and a missing TLS key each get one helpful line', async () => {
+    const cases: [string[], string][] = [
+      [['listen: 5005\n'], 'listen: expected host:port, e.g. 127.0.0.1:5000, got 5005'],
+      [['workrs: 2\n'], 'workrs: not a configuration key; did you mean "workers"?'],
+    ];
+    for (const [[yaml], line] of cases) {
+      const file = path.join(temp.dir, `case-${cases.findIndex(([[text]]) => text === yaml)}.yaml`);
+      writeFileSync(file, yaml ?? '');
+      const result = await runDerrick(['serve', '--config', file]);
+      assert.equal(result.stderr, `derrick: invalid configuration: ${file}: ${line}\n`);
+      assert.equal(result.code, 1);
+    }
+    const noKey = await runDerrick(['serve', '--tls-cert', path.join(temp.dir, 'tls.crt')]);
+    assert.equal(
+      noKey.stderr,
+      'derrick: invalid configuration: --tls-cert: tls.key: missing: tls.cert is set, and HTTPS needs both a certificate and its key\n',
+    );
+    assert.equal(noKey.code, 1);
+  });
+
   for (const workers of ['1', '2']) {
     test(`an address already in use is one line naming it and --listen, with ${workers} worker(s)`, async () => {
       const server = await serve(['--no-access-log', '--workers', '1']);

@@ -181,6 +181,14 @@ describe('a misspelt key', () => {
     });
   }
 
+  test('in the JSON of a DERRICK_* variable names the variable and gets a suggestion', () => {
+    assert.throws(() => loadConfig({ env: { DERRICK_ACCESS: '[{"mtach":"**","pull":["anonymous"]}]' } }), {
+      name: 'ConfigError',
+      message:
+        /^environment variable DERRICK_ACCESS: access\.0\.mtach: not a configuration key; did you mean "access\.0\.match"\?$/,
+    });
+  });
+
   test('in a DERRICK_* variable is a warning with a suggestion, and the variable is ignored', () => {
     const warnings: string[] = [];
     const config = loadConfig({
@@ -235,4 +243,12 @@ describe('a required key that is missing', () => {
       );
     });
   }
+});
+
+test('a catalog page size larger than its maximum names both keys and the source', () => {
+  assert.throws(() => loadConfig({ flags: { 'catalog.defaultPageSize': '2000' } }), {
+    name: 'ConfigError',
+    message:
+      /^--catalog-default-page-size: catalog\.defaultPageSize: expected at most catalog\.maxPageSize \(1000\), got 2000$/,
+  });
 });
