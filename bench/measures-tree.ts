@@ -121,7 +121,7 @@ interface Serving {
 }
 
 /**
- * Starts `derrick serve --data-dir <dir> --listen 127.0.0.1:0 --access-log false <args>` (the compiled CLI when
+ * Starts `derrick serve --data-dir <dir> --listen 127.0.0.1:0 --no-access-log <args>` (the compiled CLI when
  * built) and resolves once it prints the line naming its port. Stops it if it does not get there.
  */
 async function startServe(dataDir: string, args: string[], timeoutMs = 60_000): Promise<Serving> {

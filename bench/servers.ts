@@ -31,9 +31,9 @@ export const MANIFEST_ACCEPT = [
   'application/vnd.docker.distribution.manifest.list.v2+json',
 ].join(', ');
 
-/** `serve --data-dir <dataDir> --listen <listen> --access-log false`: how every derrick of the benchmark starts. */
+/** `serve --data-dir <dataDir> --listen <listen> --no-access-log`: how every derrick of the benchmark starts. */
 export function derrickServeArgs(dataDir: string, listen: string): string[] {
-  return ['serve', '--data-dir', dataDir, '--listen', listen, '--access-log', 'false'];
+  return ['serve', '--data-dir', dataDir, '--listen', listen, '--no-access-log'];
 }
 
 /**
@@ -219,7 +219,7 @@ export interface DerrickOptions {
   config?: string;
 }
 
-/** `node bin/derrick.js serve --data-dir … --listen 127.0.0.1:<port> --access-log false --log-level warn …` */
+/** `node bin/derrick.js serve --data-dir … --listen 127.0.0.1:<port> --no-access-log --log-level warn …` */
 export function startDerrick(options: DerrickOptions): Promise<BenchServer> {
   return startProcess({
     name: options.name ?? `derrick (${options.mode})`,

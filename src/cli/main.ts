@@ -65,8 +65,7 @@ function run<T extends unknown[]>(action: (...args: T) => Promise<number | undef
 export function buildProgram(): Command {
   const program = new Command('derrick')
     .description('A database-free container registry: publish images as files, serve them to any client.')
-    .version('0.1.0')
-    .showHelpAfterError('(run derrick help <command> for its options)');
+    .version('0.1.0');
   program.exitOverride();
 
   program
@@ -305,9 +304,16 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
+  const { reportParseErrors, UsageError } = await import('./parse-errors.ts');
   try {
+    reportParseErrors(program, argv);
     await program.parseAsync(argv);
   } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`derrick: ${error.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
     if (error instanceof CommanderError) {
       process.exitCode = error.exitCode === 0 ? 0 : 2;
       return;

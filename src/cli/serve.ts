@@ -63,6 +63,53 @@ function workerRelay(): FailureRelay {
   };
 }
 
+/** A worker that could not listen: the primary says it once, for all of them, and stops. */
+interface ListenFailedMessage {
+  derrick: 'listen-failed';
+  line: string;
+}
+
+function isListenFailed(message: unknown): message is ListenFailedMessage {
+  if (typeof message !== 'object' || message === null) return false;
+  const { derrick, line } = message as Record<string, unknown>;
+  return derrick === 'listen-failed' && typeof line === 'string';
+}
+
+/** Why `listen` cannot be listened on, and the fix: the line after `derrick: cannot listen on <listen>: `. */
+export function listenProblem(error: unknown, listen: string): string {
+  const { host } = splitListen(listen);
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE':
+      return 'the address is already in use; stop what is using it or pass --listen <host:port>';
+    case 'EACCES':
+      return `permission denied: ports below 1024 need root (or CAP_NET_BIND_SERVICE); pass --listen with a port from 1024 up, e.g. ${listen.slice(0, listen.lastIndexOf(':'))}:5000`;
+    case 'EADDRNOTAVAIL':
+      return `this machine has no address ${host}; pass --listen with one of its addresses (127.0.0.1, or 0.0.0.0 for all of them)`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `cannot resolve the host name ${host}; pass --listen with an IP address or a name this machine resolves`;
+    default:
+      return (error as Error).message;
+  }
+}
+
+/**
+ * What to say once at start about a configuration that holds but may not do what was meant: redirect mode with
+ * no URL to redirect to (a repository published without --base-url is then served from the tree).
+ */
+export function configWarnings(config: Config): string[] {
+  if (config.redirect.url !== undefined) return [];
+  const rules = config.repositories
+    .filter((rule) => rule.mode === 'redirect')
+    .map((rule) => `"${rule.match}"`);
+  if (config.mode !== 'redirect' && rules.length === 0) return [];
+  const where =
+    config.mode === 'redirect' ? 'mode is redirect' : `repositories ${rules.join(', ')} are in redirect mode`;
+  return [
+    `${where} but redirect.url is not set: a repository published without a base URL is served from the tree; set redirect.url (--redirect-url), or publish with derrick publish --base-url`,
+  ];
+}
+
 function readyLine(config: Config, root: string, address: string): string {
   return `derrick: serving ${root} on ${config.tls ? 'https' : 'http'}://${address} (mode ${config.mode})\n`;
 }
@@ -134,9 +181,11 @@ async function serveOne(config: Config, load: Load): Promise<void> {
   try {
     await app.listen({ host, port });
   } catch (error) {
-    process.stderr.write(`derrick: cannot listen on ${config.listen}: ${(error as Error).message}\n`);
+    const line = `derrick: cannot listen on ${config.listen}: ${listenProblem(error, config.listen)}\n`;
     process.exitCode = 1;
-    if (cluster.isWorker) process.disconnect();
+    // A worker leaves it to the primary, which says it once for all of them and stops them.
+    if (cluster.isWorker) process.send?.({ derrick: 'listen-failed', line } satisfies ListenFailedMessage);
+    else process.stderr.write(line);
     return;
   }
   const address = app.server.address();
@@ -153,6 +202,14 @@ function servePrimary(config: Config, workers: number): void {
   const fork = (): void => {
     const worker = cluster.fork();
     worker.on('message', (message: unknown) => {
+      if (isListenFailed(message)) {
+        if (stopping) return;
+        process.stderr.write(message.line);
+        stopping = true;
+        process.exitCode = 1;
+        for (const other of Object.values(cluster.workers ?? {})) other?.kill('SIGTERM');
+        return;
+      }
       if (isFailedLogin(message)) {
         for (const other of Object.values(cluster.workers ?? {}))
           if (other && other !== worker && other.isConnected()) other.send(message, () => {});
@@ -207,14 +264,19 @@ function servePrimary(config: Config, workers: number): void {
 /** `derrick serve` with the configuration file (if any) and flag values given. */
 export async function serve(
   file: string | undefined,
-  flags: Partial<Record<ScalarKey, string>>,
+  flags: Partial<Record<ScalarKey, string | boolean>>,
 ): Promise<void> {
   const load: Load = () => loadConfig({ file, env: process.env, flags });
-  const config = attempt('invalid configuration', load);
+  // Warnings once per server, at start: by the primary, not by each worker.
+  const warn = (message: string): void => {
+    if (cluster.isPrimary) process.stderr.write(`derrick: warning: ${message}\n`);
+  };
+  const config = attempt('invalid configuration', () => loadConfig({ file, env: process.env, flags, warn }));
   if (!config) {
     process.exitCode = 1;
     return;
   }
+  for (const message of configWarnings(config)) warn(message);
   const workers = config.workers === 0 ? os.availableParallelism() : config.workers;
   if (workers > 1 && cluster.isPrimary) {
     // Every worker would refuse the same bad file: say it once, before forking.

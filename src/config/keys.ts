@@ -1,58 +1,395 @@
-/** The configuration's scalar keys and their variable and flag names: no zod, so the CLI can list them cheaply. */
-
 /**
- * Every scalar key that an environment variable (DERRICK_<UPPER_SNAKE>) or a flag (--<kebab>) can set, with
- * how a string becomes its value. Structured keys (repositories) come from the YAML file, or DERRICK_REPOSITORIES
- * as JSON.
+ * Every configuration key that a DERRICK_* variable and a `derrick serve` flag can set: how a string becomes its
+ * value, its default, what it means and what a valid value looks like. One table: the flags and their --help,
+ * the key table of docs/configuration.md (`npm run docs:config`) and the configuration's error messages all come
+ * from it. No zod, so the CLI can list the keys cheaply; test/unit/config/keys.test.ts checks every default here
+ * against the zod schema's (src/config/schema.ts).
  */
-export const SCALAR_KEYS = {
-  dataDir: 'string',
-  listen: 'string',
-  'tls.cert': 'string',
-  'tls.key': 'string',
-  'tls.clientCa': 'string',
-  'tls.clientCrl': 'string',
-  'tls.requireClientCert': 'boolean',
-  trustedProxies: 'json',
-  'auth.htpasswd': 'string',
-  'auth.groups': 'json',
-  'auth.denied': 'string',
-  'auth.realm': 'string',
-  'auth.token.service': 'string',
-  'auth.token.realm': 'string',
-  'auth.token.key': 'string',
-  'auth.token.issuer': 'string',
-  'auth.token.ttlSeconds': 'number',
-  'auth.token.trust': 'json',
-  'auth.failedLogins.limit': 'number',
-  'auth.failedLogins.windowSeconds': 'number',
-  access: 'json',
-  mode: 'string',
-  'redirect.status': 'number',
-  'redirect.url': 'string',
-  'redirect.urlMatch': 'string',
-  'redirect.urlReplace': 'string',
-  'redirect.token.secret': 'string',
-  'redirect.token.ttlSeconds': 'number',
-  'redirect.token.param': 'string',
-  'redirect.token.algorithm': 'string',
-  defaultPlatform: 'string',
-  'catalog.defaultPageSize': 'number',
-  'catalog.maxPageSize': 'number',
-  'tags.maxPageSize': 'number',
-  'timeouts.requestSeconds': 'number',
-  'timeouts.headersSeconds': 'number',
-  'timeouts.keepAliveSeconds': 'number',
-  workers: 'number',
-  accessLog: 'boolean',
-  logLevel: 'string',
-  'cache.records': 'number',
-  'cache.manifestBytes': 'number',
-  'cache.listings': 'number',
-  repositories: 'json',
-} as const satisfies Record<string, 'string' | 'number' | 'boolean' | 'json'>;
 
-export type ScalarKey = keyof typeof SCALAR_KEYS;
+export type KeyType = 'string' | 'number' | 'boolean' | 'json';
+
+export interface KeyInfo {
+  /** How the string of a variable or flag becomes the value (json: the structured keys). */
+  type: KeyType;
+  /** The schema's default, as the YAML would write it; absent = none. */
+  default?: string | number | boolean | readonly never[] | Readonly<Record<string, never>>;
+  /** Shown instead of the default when the default is worked out at run time. */
+  defaultText?: string;
+  /** One line, Markdown: the --help text and the start of the doc's row. */
+  meaning: string;
+  /** More for the doc's row only. */
+  details?: string;
+  /** What a valid value is, for errors: `expected <this>`. */
+  expected: string;
+  /** Why the key must be set once another key of its section is (`missing: tls.cert is set, and <this>`). */
+  required?: string;
+  /** The flag's value placeholder (`--listen <host:port>`); booleans have none. */
+  value?: string;
+}
+
+const CERT_AND_KEY = 'HTTPS needs both a certificate and its key';
+const whole = (minimum: number): string => `a whole number ≥ ${minimum}`;
+const SECONDS = 'a number of seconds ≥ 0';
+
+export const KEYS = {
+  dataDir: {
+    type: 'string',
+    default: './data',
+    meaning: 'The published tree.',
+    expected: 'a directory',
+    value: 'dir',
+  },
+  listen: {
+    type: 'string',
+    default: '127.0.0.1:5000',
+    meaning: '`host:port` (`[::1]:5000` for IPv6; port 0 picks a free one).',
+    expected: 'host:port, e.g. 127.0.0.1:5000',
+    value: 'host:port',
+  },
+  'tls.cert': {
+    type: 'string',
+    meaning: 'PEM certificate; with it and `tls.key`, derrick speaks HTTPS.',
+    details: 'Re-read when the file changes (no restart).',
+    expected: 'the path of a PEM certificate file',
+    required: CERT_AND_KEY,
+    value: 'file',
+  },
+  'tls.key': {
+    type: 'string',
+    meaning: 'PEM private key of `tls.cert`; with both, derrick speaks HTTPS.',
+    details: 'Re-read when the file changes (no restart).',
+    expected: 'the path of a PEM private key file',
+    required: CERT_AND_KEY,
+    value: 'file',
+  },
+  'tls.clientCa': {
+    type: 'string',
+    meaning: 'PEM CA bundle: mutual TLS.',
+    details: 'A client certificate issued by it gives `cert:<CN or SAN>` identities.',
+    expected: 'the path of a PEM CA bundle',
+    value: 'file',
+  },
+  'tls.clientCrl': {
+    type: 'string',
+    meaning: 'PEM CRLs, one from each CA in `tls.clientCa`: revoked client certificates are refused.',
+    details: "A file missing a CA's CRL, or with an expired one, is refused. Re-read when it changes.",
+    expected: 'the path of a PEM file of CRLs',
+    value: 'file',
+  },
+  'tls.requireClientCert': {
+    type: 'boolean',
+    default: false,
+    meaning:
+      'With `tls.clientCa`: refuse the TLS handshake of a client without a valid certificate (else it is anonymous).',
+    expected: 'true or false',
+  },
+  trustedProxies: {
+    type: 'json',
+    default: [],
+    meaning: 'Addresses or CIDR ranges (`10.0.0.0/8`, `fd00::/8`) of the proxies in front of derrick.',
+    details:
+      'From them `X-Forwarded-For` gives the client address (failed-login limit, access log) and `X-Forwarded-Proto`/`-Host` the default token realm. Applied by a reload.',
+    expected: 'a list of IP addresses or CIDR ranges, e.g. ["10.0.0.0/8"]',
+    value: 'json',
+  },
+  'auth.htpasswd': {
+    type: 'string',
+    meaning:
+      'htpasswd file of bcrypt hashes (`htpasswd -B`): users for Basic credentials and the token endpoint.',
+    details: 'Re-read when it changes.',
+    expected: 'the path of an htpasswd file',
+    value: 'file',
+  },
+  'auth.groups': {
+    type: 'json',
+    default: {},
+    meaning: '`{ <group>: [user:<name>, cert:<identity>…] }`, for `group:<name>` in `access`.',
+    expected: 'a mapping of group names to lists of user:<name> or cert:<identity>',
+    value: 'json',
+  },
+  'auth.denied': {
+    type: 'string',
+    default: 'challenge',
+    meaning:
+      'What a client that may not pull a repository gets: `challenge` (401 + challenge, or 403 for a logged-in user) or `notFound` (404 like a missing repository).',
+    expected: 'challenge or notFound',
+    value: 'challenge|notFound',
+  },
+  'auth.realm': {
+    type: 'string',
+    default: 'derrick',
+    meaning: 'The realm of Basic challenges.',
+    expected: 'text without quotes or backslashes',
+    value: 'text',
+  },
+  'auth.token.service': {
+    type: 'string',
+    meaning: 'Docker token auth: the `service` of challenges and the `aud` of tokens.',
+    details: '(Required when `auth.token` is set.)',
+    expected: 'a name without spaces or quotes',
+    required: 'token authentication needs the service name its tokens are for',
+    value: 'name',
+  },
+  'auth.token.realm': {
+    type: 'string',
+    defaultText: '<scheme>://<Host>/auth/token',
+    meaning: 'Where clients get tokens.',
+    details: 'Required without `auth.token.key`. Behind a proxy: list it in `trustedProxies`, or set this.',
+    expected: 'an http(s) URL',
+    value: 'url',
+  },
+  'auth.token.key': {
+    type: 'string',
+    meaning:
+      'PEM private key (EC P-256 → ES256, RSA ≥ 2048 → RS256): derrick issues tokens at `/auth/token`.',
+    expected: 'the path of a PEM private key file',
+    value: 'file',
+  },
+  'auth.token.issuer': {
+    type: 'string',
+    default: 'derrick',
+    meaning: "`iss` of derrick's tokens.",
+    expected: 'a name',
+    value: 'name',
+  },
+  'auth.token.ttlSeconds': {
+    type: 'number',
+    default: 300,
+    meaning: "Lifetime of derrick's tokens (at most 86400).",
+    expected: 'a whole number of seconds from 1 to 86400',
+    value: 'seconds',
+  },
+  'auth.token.trust': {
+    type: 'json',
+    default: [],
+    meaning: 'External token services whose tokens are accepted: `[{ issuer, jwks?, publicKeys? }]`.',
+    details: '(Files, read at start and on reload.)',
+    expected: 'a list of { issuer, jwks?, publicKeys? }',
+    value: 'json',
+  },
+  'auth.failedLogins.limit': {
+    type: 'number',
+    default: 10,
+    meaning:
+      'Failed logins per client address (shared by the workers of one server) before 429 `TOOMANYREQUESTS`.',
+    expected: whole(1),
+    value: 'count',
+  },
+  'auth.failedLogins.windowSeconds': {
+    type: 'number',
+    default: 60,
+    meaning: 'The window those failures are counted in (and the 429 lasts until it ends).',
+    expected: 'a number of seconds > 0',
+    value: 'seconds',
+  },
+  access: {
+    type: 'json',
+    default: [],
+    meaning:
+      'Ordered rules `[{ match: <glob>, pull: [anonymous | authenticated | user:<n> | cert:<id> | group:<n>] }]`; the first match decides, no match = denied.',
+    details: '`[]` = everybody may pull everything (records published `protected`: logged-in clients only).',
+    expected: 'a list of { match: <glob>, pull: [<who>…] } rules',
+    value: 'json',
+  },
+  mode: {
+    type: 'string',
+    default: 'serve',
+    meaning: '`serve`: stream manifests and blobs from the tree; `redirect`: redirect to the base URL.',
+    details:
+      "`redirect` answers GETs of manifests and blobs with a redirect to the repository's base URL (a CDN or nginx serving `v2/web`).",
+    expected: 'serve or redirect',
+    value: 'serve|redirect',
+  },
+  repositories: {
+    type: 'json',
+    default: [],
+    meaning: 'Per-repository modes, first match wins: `[{ match: "cdn/**", mode: redirect }]`.',
+    details: 'Globs over names (`*` within a path component, `**` across).',
+    expected: 'a list of { match: <glob>, mode: serve | redirect }',
+    value: 'json',
+  },
+  'redirect.status': {
+    type: 'number',
+    default: 302,
+    meaning: 'The status of redirects: `302` or `307`.',
+    expected: '302 or 307',
+    value: '302|307',
+  },
+  'redirect.url': {
+    type: 'string',
+    meaning: 'Base URL for repositories published without `--base-url`; the repository name is appended.',
+    details:
+      '(`<url>/<name>/blobs/<digest>`.) In redirect mode, a repository with neither is served from the tree, and derrick says so at start.',
+    expected: 'an http(s) URL',
+    value: 'url',
+  },
+  'redirect.urlMatch': {
+    type: 'string',
+    meaning: "Crane's `url_match`: every occurrence of it in a redirect URL becomes `redirect.urlReplace`.",
+    details: 'Set both or neither.',
+    expected: 'some text',
+    required: 'the two go together: set both or neither',
+    value: 'text',
+  },
+  'redirect.urlReplace': {
+    type: 'string',
+    meaning: "Crane's `url_replace`: what every occurrence of `redirect.urlMatch` becomes.",
+    details: 'Set both or neither.',
+    expected: 'text',
+    required: 'the two go together: set both or neither',
+    value: 'text',
+  },
+  'redirect.token.secret': {
+    type: 'string',
+    meaning: 'Hex HMAC key: sign every redirect URL as Crane did.',
+    details: '(Akamai token 2.0 style, see [deploy.md](deploy.md).)',
+    expected: 'an even number of hex digits',
+    required: 'signed redirect URLs need a key',
+    value: 'hex',
+  },
+  'redirect.token.ttlSeconds': {
+    type: 'number',
+    default: 300,
+    meaning: 'Lifetime of a signed URL.',
+    expected: 'a whole number of seconds ≥ 1',
+    value: 'seconds',
+  },
+  'redirect.token.param': {
+    type: 'string',
+    default: '_auth_',
+    meaning: 'Query parameter that carries the token.',
+    expected: 'a query parameter name (letters, digits, _ . ~ -)',
+    value: 'name',
+  },
+  'redirect.token.algorithm': {
+    type: 'string',
+    default: 'sha256',
+    meaning: 'The signature hash: `sha256`, `sha1` or `md5`.',
+    expected: 'sha256, sha1 or md5',
+    value: 'sha256|sha1|md5',
+  },
+  defaultPlatform: {
+    type: 'string',
+    default: 'linux/amd64',
+    meaning:
+      '`os/architecture[/variant]`: the image chosen from an index for a client that does not accept that index type.',
+    expected: 'os/architecture[/variant], e.g. linux/amd64',
+    value: 'os/arch',
+  },
+  'catalog.defaultPageSize': {
+    type: 'number',
+    default: 100,
+    meaning: '`_catalog` page size without `n`.',
+    expected: whole(1),
+    value: 'count',
+  },
+  'catalog.maxPageSize': {
+    type: 'number',
+    default: 1000,
+    meaning: 'Largest `n` honoured by `_catalog` (larger values are clamped).',
+    expected: whole(1),
+    value: 'count',
+  },
+  'tags.maxPageSize': {
+    type: 'number',
+    default: 10000,
+    meaning: 'Largest tag page (and the page size without `n`); a `Link` header leads to the rest.',
+    expected: whole(1),
+    value: 'count',
+  },
+  'timeouts.requestSeconds': {
+    type: 'number',
+    default: 300,
+    meaning: 'Longest a whole request may take.',
+    expected: SECONDS,
+    value: 'seconds',
+  },
+  'timeouts.headersSeconds': {
+    type: 'number',
+    default: 60,
+    meaning: 'Longest a connection may take to send its request.',
+    expected: SECONDS,
+    value: 'seconds',
+  },
+  'timeouts.keepAliveSeconds': {
+    type: 'number',
+    default: 72,
+    meaning: 'How long an idle keep-alive connection is kept.',
+    expected: SECONDS,
+    value: 'seconds',
+  },
+  workers: {
+    type: 'number',
+    default: 0,
+    meaning:
+      'Serving processes (Node cluster) sharing the listening socket; `0` = one per CPU, `1` = a single process.',
+    details: 'Every worker answers from the tree itself, so it does not matter which one a request reaches.',
+    expected: 'a whole number from 0 to 256',
+    value: 'count',
+  },
+  accessLog: {
+    type: 'boolean',
+    default: true,
+    meaning: 'One log line per request (pino JSON on stdout).',
+    expected: 'true or false',
+  },
+  logLevel: {
+    type: 'string',
+    default: 'info',
+    meaning: 'How much derrick logs: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`.',
+    expected: 'fatal, error, warn, info, debug, trace or silent',
+    value: 'level',
+  },
+  'cache.records': {
+    type: 'number',
+    default: 10000,
+    meaning: 'Parsed records kept in memory; `0` turns it off.',
+    details: 'Each is validated by `stat` on every request, so the cache is never stale.',
+    expected: whole(0),
+    value: 'count',
+  },
+  'cache.manifestBytes': {
+    type: 'number',
+    default: 67108864,
+    meaning: 'Bytes of manifest content kept for serve mode (64 MiB; content-addressed, so never stale).',
+    expected: whole(0),
+    value: 'bytes',
+  },
+  'cache.listings': {
+    type: 'number',
+    default: 1000,
+    meaning: 'Directory listings of `v2/app` kept for `_catalog`, each validated by `stat` when used.',
+    details: "(A directory's listing changes only when a repository is added or removed.)",
+    expected: whole(0),
+    value: 'count',
+  },
+} as const satisfies Record<string, KeyInfo>;
+
+export type ScalarKey = keyof typeof KEYS;
+
+/** Every key, in the order of the doc and of --help. */
+export const KEY_NAMES = Object.keys(KEYS) as ScalarKey[];
+
+/** The key's entry, typed as the interface (the table itself is `as const`). */
+export function keyInfo(key: ScalarKey): KeyInfo {
+  return KEYS[key];
+}
+
+/** Each key's type: how a variable's or flag's string becomes its value. */
+export const SCALAR_KEYS = Object.fromEntries(KEY_NAMES.map((key) => [key, KEYS[key].type])) as {
+  [K in ScalarKey]: (typeof KEYS)[K]['type'];
+};
+
+/** DERRICK_* variables that are not configuration keys (and so are no typo). */
+export const OTHER_VARIABLES: readonly string[] = ['DERRICK_DEBUG'];
+
+/** The default as --help and the doc show it, or undefined when there is none. */
+export function defaultText(key: ScalarKey): string | undefined {
+  const info = keyInfo(key);
+  if (info.defaultText !== undefined) return info.defaultText;
+  if (info.default === undefined) return undefined;
+  return typeof info.default === 'string' ? info.default : JSON.stringify(info.default);
+}
 
 /** `redirect.urlMatch` → `DERRICK_REDIRECT_URL_MATCH` */
 export function envName(key: string): string {

@@ -5,8 +5,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { z } from 'zod';
-import { configSchema, envName, flagName, SCALAR_KEYS, type Config, type ScalarKey } from './schema.ts';
+import { Describer, shown } from './describe.ts';
+import { envName, flagName, KEY_NAMES, keyInfo, OTHER_VARIABLES, type ScalarKey } from './keys.ts';
+import { configSchema, type Config } from './schema.ts';
+import { closest } from './suggest.ts';
 
 // yaml costs ~0.2 s to load: only a configuration file pays for it (start-up time is module loading).
 const requireYaml = (): typeof import('yaml') =>
@@ -23,30 +25,49 @@ export interface ConfigSources {
   /** The YAML file (--config), if any. */
   file?: string | undefined;
   env?: NodeJS.ProcessEnv;
-  /** Flag values by key (`redirect.url` → the string given to --redirect-url). */
-  flags?: Partial<Record<ScalarKey, string>>;
+  /** Flag values by key (`redirect.url` → the string given to --redirect-url; booleans as booleans). */
+  flags?: Partial<Record<ScalarKey, string | boolean>>;
+  /** Told what is suspicious but not wrong (a DERRICK_* variable that is no key); one line each. */
+  warn?: (message: string) => void;
 }
 
-function convert(key: ScalarKey, raw: string, origin: string): unknown {
-  switch (SCALAR_KEYS[key]) {
+function convert(key: ScalarKey, raw: string | boolean, origin: string): unknown {
+  const { type, expected } = keyInfo(key);
+  if (typeof raw === 'boolean') {
+    if (type === 'boolean') return raw;
+    throw new ConfigError(`${origin}: ${key}: expected ${expected}, got no value`);
+  }
+  switch (type) {
     case 'number': {
       const value = Number(raw);
       if (raw.trim() === '' || !Number.isFinite(value))
-        throw new ConfigError(`${origin}: expected a number, got "${raw}"`);
+        throw new ConfigError(`${origin}: ${key}: expected ${expected}, got "${raw}"`);
       return value;
     }
     case 'boolean':
       if (/^(true|1|yes|on)$/i.test(raw)) return true;
       if (/^(false|0|no|off)$/i.test(raw)) return false;
-      throw new ConfigError(`${origin}: expected true or false, got "${raw}"`);
+      throw new ConfigError(`${origin}: ${key}: expected true or false, got "${raw}"`);
     case 'json':
       try {
         return JSON.parse(raw) as unknown;
       } catch {
-        throw new ConfigError(`${origin}: expected JSON, got "${raw}"`);
+        throw new ConfigError(`${origin}: ${key}: expected JSON: ${expected}, got ${shown(raw)}`);
       }
     case 'string':
       return raw;
+  }
+}
+
+/** A DERRICK_* variable that no key reads: worth a word, since a typo would otherwise be silently ignored. */
+function unknownVariables(env: NodeJS.ProcessEnv, warn: (message: string) => void): void {
+  const known = new Map(KEY_NAMES.map((key) => [envName(key), key]));
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('DERRICK_') || known.has(name) || OTHER_VARIABLES.includes(name)) continue;
+    const guess = closest(name, known.keys());
+    warn(
+      `environment variable ${name} is not a configuration key${guess === undefined ? '' : ` (did you mean ${guess}?)`}; it is ignored`,
+    );
   }
 }
 
@@ -59,22 +80,6 @@ function setPath(target: Record<string, unknown>, key: string, value: unknown): 
     node = node[part] as Record<string, unknown>;
   }
   node[parts[parts.length - 1] ?? key] = value;
-}
-
-function describe(error: z.ZodError, origins: Map<string, string>, file: string | undefined): string {
-  const issue = error.issues[0];
-  if (!issue) return 'invalid configuration';
-  const key = issue.path.map(String).join('.');
-  let origin = origins.get(key);
-  for (
-    let parts = issue.path.map(String);
-    origin === undefined && parts.length > 0;
-    parts = parts.slice(0, -1)
-  ) {
-    origin = origins.get(parts.join('.'));
-  }
-  const where = origin ?? (file === undefined ? 'configuration' : file);
-  return `${where}: ${key === '' ? '(top level)' : key}: ${issue.message}`;
 }
 
 /** Loads, validates and freezes the configuration. Throws ConfigError with file/variable/flag, key and fix. */
@@ -106,7 +111,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     }
   }
   const env = sources.env ?? {};
-  for (const key of Object.keys(SCALAR_KEYS) as ScalarKey[]) {
+  if (sources.warn) unknownVariables(env, sources.warn);
+  for (const key of KEY_NAMES) {
     const name = envName(key);
     const value = env[name];
     if (value !== undefined) {
@@ -114,19 +120,27 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       origins.set(key, `environment variable ${name}`);
     }
   }
-  for (const [key, value] of Object.entries(sources.flags ?? {}) as [ScalarKey, string | undefined][]) {
+  for (const [key, value] of Object.entries(sources.flags ?? {}) as [
+    ScalarKey,
+    string | boolean | undefined,
+  ][]) {
     if (value === undefined) continue;
     setPath(raw, key, convert(key, value, `--${flagName(key)}`));
     origins.set(key, `--${flagName(key)}`);
   }
+  const describer = new Describer(raw, origins, sources.file);
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError(describe(parsed.error, origins, sources.file));
+  if (!parsed.success) throw new ConfigError(describer.describe(parsed.error));
   const config = parsed.data;
-  if ((config.redirect.urlMatch === undefined) !== (config.redirect.urlReplace === undefined)) {
-    throw new ConfigError('redirect.urlMatch and redirect.urlReplace go together: set both or neither');
-  }
-  if (config.catalog.defaultPageSize > config.catalog.maxPageSize) {
-    throw new ConfigError('catalog.defaultPageSize is larger than catalog.maxPageSize');
+  if (config.redirect.urlMatch !== undefined && config.redirect.urlReplace === undefined)
+    throw new ConfigError(describer.missing('redirect.urlReplace', ['redirect.urlMatch']));
+  if (config.redirect.urlReplace !== undefined && config.redirect.urlMatch === undefined)
+    throw new ConfigError(describer.missing('redirect.urlMatch', ['redirect.urlReplace']));
+  const { defaultPageSize, maxPageSize } = config.catalog;
+  if (defaultPageSize > maxPageSize) {
+    throw new ConfigError(
+      `${describer.where(['catalog', 'defaultPageSize'])}: catalog.defaultPageSize: expected at most catalog.maxPageSize (${maxPageSize}), got ${defaultPageSize}`,
+    );
   }
   return deepFreeze(config);
 }

@@ -804,7 +804,7 @@ describe('a running derrick picks up a changed htpasswd file and, on SIGHUP, cha
 
 /** `derrick serve --config <file>` that should not start: its exit and output (SIGTERM if it serves after all). */
 async function serveInvalid(config: string): Promise<RunResult & { served: boolean }> {
-  const child = startDerrick(['serve', '--config', config, '--access-log', 'false']);
+  const child = startDerrick(['serve', '--config', config, '--no-access-log']);
   let served = false;
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {

@@ -98,7 +98,7 @@ before(async () => {
       access: [{ match: '**', pull: ['authenticated'] }],
     }),
   );
-  derrick = await startDerrickServer(dataDir, { args: ['--config', configFile, '--access-log', 'true'] });
+  derrick = await startDerrickServer(dataDir, { args: ['--config', configFile, '--access-log'] });
   nginx = await startNginxProxy(derrick.host);
 });
 

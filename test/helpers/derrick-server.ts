@@ -47,7 +47,7 @@ export interface DerrickServerOptions {
   timeoutMs?: number;
 }
 
-/** Starts `derrick serve --data-dir <dataDir> --listen 127.0.0.1:0 --access-log false <args>`. */
+/** Starts `derrick serve --data-dir <dataDir> --listen 127.0.0.1:0 --no-access-log <args>`. */
 export async function startDerrickServer(
   dataDir: string,
   options: DerrickServerOptions = {},
@@ -58,8 +58,7 @@ export async function startDerrickServer(
     dataDir,
     '--listen',
     '127.0.0.1:0',
-    '--access-log',
-    'false',
+    '--no-access-log',
     ...(options.args ?? []),
   ];
   const child = startDerrick(args, options.env ? { env: options.env } : {});

@@ -6,17 +6,19 @@ import { existsSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { helpText } from '../../src/cli/serve-command.ts';
+import { flagName, KEY_NAMES } from '../../src/config/keys.ts';
 import { collectOutput, run, runDerrick, startDerrick, tempDir } from '../helpers/cli.ts';
 
 const temp = tempDir();
 after(() => temp.cleanup());
 
 /** Starts `derrick serve <args>` and resolves with its port once it says it is serving. */
-async function serve(args: string[], cwd?: string) {
-  const child = startDerrick(
-    ['serve', '--listen', '127.0.0.1:0', '--access-log', 'false', ...args],
-    cwd === undefined ? {} : { cwd },
-  );
+async function serve(args: string[], cwd?: string, env?: NodeJS.ProcessEnv) {
+  const child = startDerrick(['serve', '--listen', '127.0.0.1:0', ...args], {
+    ...(cwd === undefined ? {} : { cwd }),
+    ...(env === undefined ? {} : { env }),
+  });
   const done = collectOutput(child);
   const port = await new Promise<number>((resolve, reject) => {
     let seen = '';
@@ -40,7 +42,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
   test('with no data dir given it serves ./data, creating it', async () => {
     const cwd = path.join(temp.dir, 'cwd');
     await run('mkdir', ['-p', cwd]);
-    const server = await serve([], cwd);
+    const server = await serve(['--no-access-log'], cwd);
     const response = await fetch(`http://127.0.0.1:${server.port}/v2/`);
     assert.equal(response.status, 200);
     assert.equal(response.headers.get('docker-distribution-api-version'), 'registry/2.0');
@@ -52,7 +54,10 @@ describe('derrick serve', { concurrency: 3 }, () => {
   test('an invalid configuration stops it with the source, the key and what was expected', async () => {
     const result = await runDerrick(['serve', '--mode', 'proxy']);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /^derrick: invalid configuration: --mode: mode: .*"redirect"\|"serve"/);
+    assert.equal(
+      result.stderr,
+      'derrick: invalid configuration: --mode: mode: expected serve or redirect, got "proxy"\n',
+    );
     assert.doesNotMatch(result.stderr, /\n\s+at /);
     const file = path.join(temp.dir, 'bad.yaml');
     writeFileSync(file, 'catalog:\n  maxPageSize: -3\n');
@@ -63,18 +68,88 @@ describe('derrick serve', { concurrency: 3 }, () => {
     assert.match(fromFile.stderr, /bad\.yaml: catalog\.maxPageSize: /);
   });
 
-  test('an address already in use is a one-line error', async () => {
-    const server = await serve([]);
-    const result = await runDerrick([
-      'serve',
-      '--listen',
-      `127.0.0.1:${server.port}`,
-      '--data-dir',
-      path.join(temp.dir, 'busy'),
+  test('a YAML value of the wrong type, a misspelt key and a missing TLS key each get one helpful line', async () => {
+    const cases: [string[], string][] = [
+      [['listen: 5005\n'], 'listen: expected host:port, e.g. 127.0.0.1:5000, got 5005'],
+      [['workrs: 2\n'], 'workrs: not a configuration key; did you mean "workers"?'],
+    ];
+    for (const [[yaml], line] of cases) {
+      const file = path.join(temp.dir, `case-${cases.findIndex(([[text]]) => text === yaml)}.yaml`);
+      writeFileSync(file, yaml ?? '');
+      const result = await runDerrick(['serve', '--config', file]);
+      assert.equal(result.stderr, `derrick: invalid configuration: ${file}: ${line}\n`);
+      assert.equal(result.code, 1);
+    }
+    const noKey = await runDerrick(['serve', '--tls-cert', path.join(temp.dir, 'tls.crt')]);
+    assert.equal(
+      noKey.stderr,
+      'derrick: invalid configuration: --tls-cert: tls.key: missing: tls.cert is set, and HTTPS needs both a certificate and its key\n',
+    );
+    assert.equal(noKey.code, 1);
+  });
+
+  for (const workers of ['1', '2']) {
+    test(`an address already in use is one line naming it and --listen, with ${workers} worker(s)`, async () => {
+      const server = await serve(['--no-access-log', '--workers', '1']);
+      const result = await runDerrick([
+        'serve',
+        '--listen',
+        `127.0.0.1:${server.port}`,
+        '--workers',
+        workers,
+        '--data-dir',
+        path.join(temp.dir, 'busy'),
+      ]);
+      await server.stop();
+      assert.equal(result.code, 1);
+      assert.equal(
+        result.stderr,
+        `derrick: cannot listen on 127.0.0.1:${server.port}: the address is already in use; stop what is using it or pass --listen <host:port>\n`,
+      );
+    });
+
+    test(`an address this machine does not have is one line with the fix, with ${workers} worker(s)`, async () => {
+      // 192.0.2.0/24 is TEST-NET-1 (RFC 5737): no machine has it.
+      const result = await runDerrick([
+        'serve',
+        '--listen',
+        '192.0.2.1:5000',
+        '--workers',
+        workers,
+        '--data-dir',
+        path.join(temp.dir, 'nowhere'),
+      ]);
+      assert.equal(result.code, 1);
+      assert.equal(
+        result.stderr,
+        'derrick: cannot listen on 192.0.2.1:5000: this machine has no address 192.0.2.1; pass --listen with one of its addresses (127.0.0.1, or 0.0.0.0 for all of them)\n',
+      );
+    });
+  }
+
+  test('redirect mode without redirect.url is warned about once at start, naming the keys', async () => {
+    const warnings = async (args: string[]): Promise<string[]> => {
+      const server = await serve([
+        '--no-access-log',
+        '--workers',
+        '2',
+        '--data-dir',
+        path.join(temp.dir, 'cdn'),
+        ...args,
+      ]);
+      const result = await server.stop();
+      return result.stderr.split('\n').filter((line) => line.startsWith('derrick: warning: '));
+    };
+    assert.deepEqual(await warnings(['--mode', 'redirect']), [
+      'derrick: warning: mode is redirect but redirect.url is not set: a repository published without a base URL is served from the tree; set redirect.url (--redirect-url), or publish with derrick publish --base-url',
     ]);
-    await server.stop();
-    assert.equal(result.code, 1);
-    assert.match(result.stderr, /^derrick: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
+    const byRule = await warnings(['--repositories', '[{"match":"cdn/**","mode":"redirect"}]']);
+    assert.equal(byRule.length, 1);
+    assert.match(
+      byRule[0] ?? '',
+      /^derrick: warning: repositories "cdn\/\*\*" are in redirect mode but redirect\.url is not set: .*derrick publish --base-url$/,
+    );
+    assert.deepEqual(await warnings(['--mode', 'redirect', '--redirect-url', 'https://cdn.example.com']), []);
   });
 
   test('with tls.cert and tls.key it speaks HTTPS', async () => {
@@ -100,6 +175,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
       'subjectAltName=IP:127.0.0.1',
     ]);
     const server = await serve([
+      '--no-access-log',
       '--tls-cert',
       cert,
       '--tls-key',
@@ -120,5 +196,55 @@ describe('derrick serve', { concurrency: 3 }, () => {
     });
     await server.stop();
     assert.equal(status, 200);
+  });
+
+  test('serve --help gives every flag a meaning and its default, from the key table', async () => {
+    const result = await runDerrick(['serve', '--help']);
+    assert.equal(result.code, 0);
+    assert.doesNotMatch(result.stdout, /config key/);
+    const flags = (help: string): string[] =>
+      [...help.matchAll(/^ {2}(--[a-z-]+)/gm)].map(([, flag]) => flag ?? '');
+    assert.equal(
+      flags(result.stdout).length,
+      1 + KEY_NAMES.length + 2,
+      '--config, the keys and the two --no- forms',
+    );
+    for (const key of KEY_NAMES) {
+      const flag = `--${flagName(key)}`;
+      const line = result.stdout.split('\n').find((text) => text.startsWith(`  ${flag} `));
+      assert.ok(line, `${flag} is listed`);
+      assert.ok(
+        line.replace(/\s+/g, ' ').includes(helpText(key)),
+        `${flag} has its meaning and default: ${line}`,
+      );
+    }
+    assert.match(result.stdout, /^ {2}--listen <host:port> +host:port .*\(default: 127\.0\.0\.1:5000\)$/m);
+    assert.match(result.stdout, /^ {2}--access-log +One log line per request .*\(default: on\)$/m);
+    assert.match(result.stdout, /^ {2}--no-access-log +/m);
+    assert.match(result.stdout, /^ {2}--access <json> +JSON: /m);
+  });
+
+  test('a boolean key is a flag: --access-log logs each request, --no-access-log does not', async () => {
+    const logged = async (flag: string): Promise<boolean> => {
+      const server = await serve([flag, '--workers', '1', '--data-dir', path.join(temp.dir, 'log')]);
+      await (await fetch(`http://127.0.0.1:${server.port}/v2/?probe=1`)).arrayBuffer();
+      const result = await server.stop();
+      return result.stdout.includes('/v2/?probe=1');
+    };
+    assert.equal(await logged('--access-log'), true);
+    assert.equal(await logged('--no-access-log'), false);
+  });
+
+  test('a DERRICK_* variable that is no key is warned about once, even with several workers', async () => {
+    const server = await serve(
+      ['--no-access-log', '--workers', '2', '--data-dir', path.join(temp.dir, 'warn')],
+      undefined,
+      { DERRICK_WORKRS: '2' },
+    );
+    const result = await server.stop();
+    const warnings = result.stderr.split('\n').filter((line) => line.includes('DERRICK_WORKRS'));
+    assert.deepEqual(warnings, [
+      'derrick: warning: environment variable DERRICK_WORKRS is not a configuration key (did you mean DERRICK_WORKERS?); it is ignored',
+    ]);
   });
 });

@@ -73,9 +73,13 @@ describe('serve configuration', () => {
     [
       'an unknown key in the file',
       () => loadConfig({ file: yamlFile('moed: serve\n') }),
-      /config-\d+\.yaml: \(top level\): Unrecognized key: "moed"/,
+      /config-\d+\.yaml: moed: not a configuration key; did you mean "mode"\?$/,
     ],
-    ['a bad mode from a flag', () => loadConfig({ flags: { mode: 'proxy' } }), /^--mode: mode: .*"redirect"/],
+    [
+      'a bad mode from a flag',
+      () => loadConfig({ flags: { mode: 'proxy' } }),
+      /^--mode: mode: expected serve or redirect, got "proxy"$/,
+    ],
     [
       'a bad listen address from a variable',
       () => loadConfig({ env: { DERRICK_LISTEN: 'localhost' } }),
@@ -84,12 +88,12 @@ describe('serve configuration', () => {
     [
       'a number that is not one',
       () => loadConfig({ env: { DERRICK_CATALOG_MAX_PAGE_SIZE: 'many' } }),
-      /DERRICK_CATALOG_MAX_PAGE_SIZE: expected a number, got "many"/,
+      /DERRICK_CATALOG_MAX_PAGE_SIZE: catalog\.maxPageSize: expected a whole number ≥ 1, got "many"/,
     ],
     [
       'a boolean that is not one',
       () => loadConfig({ flags: { accessLog: 'maybe' } }),
-      /--access-log: expected true or false/,
+      /--access-log: accessLog: expected true or false/,
     ],
     [
       'a redirect status other than 302/307',
@@ -101,7 +105,11 @@ describe('serve configuration', () => {
       () => loadConfig({ file: yamlFile('redirect:\n  token:\n    secret: xyz\n') }),
       /redirect\.token\.secret: expected an even number of hex digits/,
     ],
-    ['urlMatch without urlReplace', () => loadConfig({ flags: { 'redirect.urlMatch': 'a' } }), /go together/],
+    [
+      'urlMatch without urlReplace',
+      () => loadConfig({ flags: { 'redirect.urlMatch': 'a' } }),
+      /^--redirect-url-match: redirect\.urlReplace: missing: redirect\.urlMatch is set, and the two go together/,
+    ],
     [
       'a platform that is not os/arch',
       () => loadConfig({ flags: { defaultPlatform: 'amd64' } }),
