@@ -140,9 +140,13 @@ describe('the guide’s conventions', () => {
     assert.match(checkOutput('summary line\npublished …', printed) ?? '', /published/);
   });
 
-  test('a shell block that is not ```sh, or a server without its address, is refused', () => {
+  test('a shell block that is not ```sh, or a server that is not last or names no address, is refused', () => {
     assert.throws(() => parseGuide('## s\n```bash\nls\n```\n'), /must be ```sh/);
     assert.throws(() => parseGuide('## s\n```sh\nderrick serve &\n```\n'), /name the address/);
+    assert.throws(
+      () => parseGuide('## s\n```sh\nderrick serve --listen 127.0.0.1:5000 &\nls\n```\n'),
+      /the block's last command/,
+    );
     assert.throws(() => parseGuide('## s\n```output\nx\n```\n'), /must follow a command block/);
   });
 

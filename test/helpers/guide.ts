@@ -37,7 +37,8 @@ export interface GuideSection {
 }
 
 const SHELL_LANGUAGES = new Set(['sh', 'bash', 'shell', 'console', 'shell-session', '']);
-const BACKGROUND = /&\s*(#.*)?$/;
+/** A command line ending in `&` (not `&&`), perhaps with a comment after it. */
+const BACKGROUND = /(?<!&)&\s*(#.*)?$/;
 
 /** The guide's sections (`## ` headings) with their command blocks, in order. Throws on a broken convention. */
 export function parseGuide(markdown: string, file = 'guide'): GuideSection[] {
