@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what derrick's tests and demo need on a fresh Debian 12 machine, only what is missing:
-# Debian packages (skopeo, umoci, nginx, zstd, podman, containerd, openssl for the test CA; for the benchmark: docker-registry, wrk, apache2-utils) and the npm dependencies (npm ci, which also builds dist/).
+# Debian packages (skopeo, umoci, nginx, zstd, podman, containerd, openssl for the test CA; apache2-utils for htpasswd, in the benchmark and docs/getting-started.md's test; for the benchmark: docker-registry, wrk) and the npm dependencies (npm ci, which also builds dist/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
