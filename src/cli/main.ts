@@ -5,6 +5,8 @@
 // publisher's and `derrick ls` without the server's: start-up time is module loading.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Progress } from '../publish/progress.ts';
+import type { DataDirUse } from '../store/data-dir.ts';
+import type { Tree } from '../store/tree.ts';
 import type { Destination } from '../publish/publisher.ts';
 import { addServeCommand } from './serve-command.ts';
 
@@ -43,8 +45,20 @@ const modules = {
   verify: () => import('../publish/verify.ts'),
   migrate: () => import('../publish/migrate.ts'),
   tree: () => import('../store/tree.ts'),
+  dataDir: () => import('../store/data-dir.ts'),
   progress: () => import('./progress.ts'),
 };
+
+/**
+ * The tree `--data-dir` names, once it is fit for the command: every command reads an existing tree, but publish and
+ * migrate may start one in a new or empty directory. Refused before anything is created.
+ */
+async function openTree(opts: Record<string, unknown>, use: DataDirUse): Promise<Tree> {
+  const [{ Tree }, { checkDataDir }] = await Promise.all([modules.tree(), modules.dataDir()]);
+  const tree = new Tree(String(opts.dataDir));
+  checkDataDir(tree.layout, use);
+  return tree;
+}
 
 /** Runs an action; any error becomes one line on stderr and exit status 1. */
 function run<T extends unknown[]>(action: (...args: T) => Promise<number | undefined>) {
@@ -54,12 +68,17 @@ function run<T extends unknown[]>(action: (...args: T) => Promise<number | undef
     try {
       process.exitCode = (await action(...args)) ?? 0;
     } catch (error) {
-      const { describeError } = await import('./errors.ts');
-      process.stderr.write(`derrick: ${describeError(error, dataDir)}\n`);
-      if (process.env.DERRICK_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
-      process.exitCode = 1;
+      await report(error, dataDir);
     }
   };
+}
+
+/** An error as the one line the user sees (its stack only with DERRICK_DEBUG), and exit status 1. */
+async function report(error: unknown, dataDir: string): Promise<void> {
+  const { describeError } = await import('./errors.ts');
+  process.stderr.write(`derrick: ${describeError(error, dataDir)}\n`);
+  if (process.env.DERRICK_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
+  process.exitCode = 1;
 }
 
 export function buildProgram(): Command {
@@ -86,15 +105,9 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'print nothing but errors')
     .action(
       run(async (sourceSpec: string, targets: string[], opts: Record<string, unknown>) => {
-        const [{ Tree }, { splitNameAndTag }, { publish, PublishError }, { openSource }, { formatBytes }] =
-          await Promise.all([
-            modules.tree(),
-            modules.names(),
-            modules.publisher(),
-            modules.openSource(),
-            modules.progress(),
-          ]);
-        const tree = new Tree(String(opts.dataDir));
+        const [{ splitNameAndTag }, { publish, PublishError }, { openSource }, { formatBytes }] =
+          await Promise.all([modules.names(), modules.publisher(), modules.openSource(), modules.progress()]);
+        const tree = await openTree(opts, 'new-or-existing');
         const byName = new Map<string, string[]>();
         const bare = new Set<string>();
         for (const target of targets) {
@@ -157,12 +170,10 @@ export function buildProgram(): Command {
     )
     .action(
       run(async (spec: string, opts: Record<string, unknown>) => {
-        const [{ Tree }, { parseUnpublishTarget, unpublish }] = await Promise.all([
-          modules.tree(),
-          modules.unpublish(),
-        ]);
-        const tree = new Tree(String(opts.dataDir));
-        const result = await unpublish(tree, parseUnpublishTarget(spec), Number(opts.lockTimeout) * 1000);
+        const { parseUnpublishTarget, unpublish } = await modules.unpublish();
+        const target = parseUnpublishTarget(spec);
+        const tree = await openTree(opts, 'existing');
+        const result = await unpublish(tree, target, Number(opts.lockTimeout) * 1000);
         out(
           `unpublished ${spec}${result.repositoryRemoved && result.removed !== 'repository' ? ` (no tags left: ${result.name} removed)` : ''}`,
         );
@@ -179,12 +190,8 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (opts: Record<string, unknown>) => {
-        const [{ Tree }, { gc }, { formatBytes }] = await Promise.all([
-          modules.tree(),
-          modules.gc(),
-          modules.progress(),
-        ]);
-        const tree = new Tree(String(opts.dataDir));
+        const [{ gc }, { formatBytes }] = await Promise.all([modules.gc(), modules.progress()]);
+        const tree = await openTree(opts, 'existing');
         const result = await gc(tree, {
           dryRun: opts.dryRun === true,
           waitMs: Number(opts.wait) * 1000,
@@ -210,8 +217,8 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (prefix: string | undefined, opts: Record<string, unknown>) => {
-        const [{ Tree }, { verifyTree }] = await Promise.all([modules.tree(), modules.verify()]);
-        const tree = new Tree(String(opts.dataDir));
+        const { verifyTree } = await modules.verify();
+        const tree = await openTree(opts, 'existing');
         const result = await verifyTree(tree, {
           hash: opts.hash !== false,
           ...(prefix === undefined ? {} : { prefix }),
@@ -235,8 +242,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (prefix: string | undefined, opts: Record<string, unknown>) => {
-        const { Tree } = await modules.tree();
-        const tree = new Tree(String(opts.dataDir));
+        const tree = await openTree(opts, 'existing');
         const listing = [];
         let problems = 0;
         for await (const item of tree.walkRecords(prefix)) {
@@ -280,8 +286,8 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (pulpDir: string, opts: Record<string, unknown>) => {
-        const [{ Tree }, { migrate }] = await Promise.all([modules.tree(), modules.migrate()]);
-        const tree = new Tree(String(opts.dataDir));
+        const { migrate } = await modules.migrate();
+        const tree = await openTree(opts, 'new-or-existing');
         const result = await migrate(tree, pulpDir, { dryRun: opts.dryRun === true, lockTimeoutMs: 600_000 });
         if (opts.json === true) out(JSON.stringify(result, null, 2));
         else {
@@ -316,4 +322,5 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(process.argv);
+// What an action did not catch itself (`derrick serve` runs outside run()) is still one line, not a stack trace.
+await main(process.argv).catch((error: unknown) => report(error, DEFAULT_DATA_DIR));

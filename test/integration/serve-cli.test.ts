@@ -2,7 +2,7 @@
  * `derrick serve` as a command: defaults, configuration errors, TLS.
  */
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -37,14 +37,13 @@ async function serve(args: string[], cwd?: string) {
 }
 
 describe('derrick serve', { concurrency: 3 }, () => {
-  test('with no data dir given it serves ./data, creating it', async () => {
+  test('with no data dir given it serves the tree at ./data', async () => {
     const cwd = path.join(temp.dir, 'cwd');
-    await run('mkdir', ['-p', cwd]);
+    await run('mkdir', ['-p', path.join(cwd, 'data', 'v2')]);
     const server = await serve([], cwd);
     const response = await fetch(`http://127.0.0.1:${server.port}/v2/`);
     assert.equal(response.status, 200);
     assert.equal(response.headers.get('docker-distribution-api-version'), 'registry/2.0');
-    assert.ok(existsSync(path.join(cwd, 'data')));
     const result = await server.stop();
     assert.equal(result.code, 0, 'SIGTERM closes the server cleanly');
   });
@@ -64,14 +63,10 @@ describe('derrick serve', { concurrency: 3 }, () => {
   });
 
   test('an address already in use is a one-line error', async () => {
-    const server = await serve([]);
-    const result = await runDerrick([
-      'serve',
-      '--listen',
-      `127.0.0.1:${server.port}`,
-      '--data-dir',
-      path.join(temp.dir, 'busy'),
-    ]);
+    const busy = path.join(temp.dir, 'busy');
+    mkdirSync(path.join(busy, 'v2'), { recursive: true });
+    const server = await serve(['--data-dir', busy]);
+    const result = await runDerrick(['serve', '--listen', `127.0.0.1:${server.port}`, '--data-dir', busy]);
     await server.stop();
     assert.equal(result.code, 1);
     assert.match(result.stderr, /^derrick: cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/);
@@ -99,6 +94,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
       '-addext',
       'subjectAltName=IP:127.0.0.1',
     ]);
+    mkdirSync(path.join(temp.dir, 'tls-data', 'v2'), { recursive: true });
     const server = await serve([
       '--tls-cert',
       cert,

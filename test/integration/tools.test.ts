@@ -73,6 +73,7 @@ describe('unpublish', { concurrency: 3 }, () => {
 
   test('an unknown repository or tag is a one-line error', async () => {
     const data = fresh('data');
+    await fs.mkdir(path.join(data, 'v2'), { recursive: true });
     assert.match(
       await derrick(['unpublish', 'nothing', '--data-dir', data], 1),
       /^derrick: there is no repository "nothing"/,
