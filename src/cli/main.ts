@@ -99,7 +99,13 @@ export function buildProgram(): Command {
       '--base-url <url>',
       'where this repository’s v2/web directory will be served from (a CDN or nginx)',
     )
-    .option('--protected', 'never serve this repository to anonymous clients')
+    .addOption(
+      new Option(
+        '--protected',
+        'never serve this repository to anonymous clients (kept by later publishes)',
+      ).conflicts('public'),
+    )
+    .option('--public', 'clear --protected: serve this repository as the access rules say')
     .option('--lock-timeout <seconds>', 'how long to wait for other publishers or gc', seconds, 600)
     .option('--json', 'print the result as JSON on stdout (no progress)')
     .option('-q, --quiet', 'print nothing but errors')
@@ -134,7 +140,8 @@ export function buildProgram(): Command {
           destinations,
           allTags: opts.allTags === true,
           baseUrl,
-          protected: opts.protected === true ? true : undefined,
+          // Neither flag: the record keeps what it was published with.
+          protected: opts.protected === true ? true : opts.public === true ? false : undefined,
           lockTimeoutMs: Number(opts.lockTimeout) * 1000,
           progress,
         });
@@ -257,6 +264,7 @@ export function buildProgram(): Command {
             name: repository.name,
             format: repository.format,
             tags: Object.fromEntries(repository.tags),
+            protected: repository.protected,
             ...(repository.pulp ? { url: repository.pulp.url, pulpVersion: repository.pulp.version } : {}),
           });
         }
@@ -268,7 +276,7 @@ export function buildProgram(): Command {
               entry.format === 'pulp2'
                 ? `(Pulp 2 v${entry.pulpVersion ?? '?'} record → ${entry.url ?? ''})`
                 : tags.join(' ') || '(no tags)';
-            out(`${entry.name}\t${detail}`);
+            out(`${entry.name}\t${detail}${entry.protected ? '\tprotected' : ''}`);
           }
         }
         return problems === 0 ? 0 : 1;
