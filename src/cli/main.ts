@@ -7,7 +7,6 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import type { Progress } from '../publish/progress.ts';
 import type { DataDirUse } from '../store/data-dir.ts';
 import type { Tree } from '../store/tree.ts';
-import type { Destination } from '../publish/publisher.ts';
 import { addServeCommand } from './serve-command.ts';
 
 const DEFAULT_DATA_DIR = './data';
@@ -29,15 +28,21 @@ function out(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-async function pickProgress(json: boolean, quiet: boolean): Promise<Progress> {
+/**
+ * What publish shows on stderr while it works: a bar on a terminal; elsewhere (a log, CI) only what explains a wait
+ * (another publisher, a gc), and the phases too with --verbose; nothing with --json or --quiet.
+ */
+async function pickProgress(json: boolean, quiet: boolean, verbose: boolean): Promise<Progress> {
   const { silentProgress } = await import('../publish/progress.ts');
   if (json || quiet) return silentProgress;
   const { lineProgress, terminalProgress } = await import('./progress.ts');
-  return process.stderr.isTTY ? terminalProgress(process.stderr) : lineProgress(process.stderr);
+  return process.stderr.isTTY
+    ? terminalProgress(process.stderr)
+    : lineProgress(process.stderr, { phases: verbose });
 }
 
 const modules = {
-  names: () => import('../oci/names.ts'),
+  targets: () => import('../publish/targets.ts'),
   publisher: () => import('../publish/publisher.ts'),
   openSource: () => import('../publish/open-source.ts'),
   unpublish: () => import('../publish/unpublish.ts'),
@@ -108,32 +113,25 @@ export function buildProgram(): Command {
     .option('--public', 'clear --protected: serve this repository as the access rules say')
     .option('--lock-timeout <seconds>', 'how long to wait for other publishers or gc', seconds, 600)
     .option('--json', 'print the result as JSON on stdout (no progress)')
-    .option('-q, --quiet', 'print nothing but errors')
+    .addOption(new Option('-q, --quiet', 'print nothing but errors').conflicts('verbose'))
+    .option('-v, --verbose', 'print progress as plain lines when stderr is not a terminal')
     .action(
       run(async (sourceSpec: string, targets: string[], opts: Record<string, unknown>) => {
-        const [{ splitNameAndTag }, { publish, PublishError }, { openSource }, { formatBytes }] =
-          await Promise.all([modules.names(), modules.publisher(), modules.openSource(), modules.progress()]);
+        const [{ parseDestinations }, { publish, PublishError }, { openSource }, { formatBytes }] =
+          await Promise.all([
+            modules.targets(),
+            modules.publisher(),
+            modules.openSource(),
+            modules.progress(),
+          ]);
+        const destinations = parseDestinations(targets, opts.allTags === true);
         const tree = await openTree(opts, 'new-or-existing');
-        const byName = new Map<string, string[]>();
-        const bare = new Set<string>();
-        for (const target of targets) {
-          if (target.includes('@'))
-            throw new PublishError(`"${target}": publish to <name>[:<tag>], not to a digest`);
-          const { name, tag } = splitNameAndTag(target);
-          if (tag === undefined) bare.add(name);
-          byName.set(name, [...(byName.get(name) ?? []), ...(tag === undefined ? [] : [tag])]);
-        }
-        // `app app:v1` means latest and v1; a bare name alone leaves the default to the publisher.
-        const destinations: Destination[] = [...byName].map(([name, tags]) => ({
-          name,
-          tags: bare.has(name) && tags.length > 0 && opts.allTags !== true ? ['latest', ...tags] : tags,
-        }));
         const baseUrl = typeof opts.baseUrl === 'string' ? opts.baseUrl : undefined;
         if (baseUrl !== undefined && !/^https?:\/\/[^/\s]+/.test(baseUrl)) {
           throw new PublishError(`--base-url "${baseUrl}" is not an http(s) URL`);
         }
         const json = opts.json === true;
-        const progress = await pickProgress(json, opts.quiet === true);
+        const progress = await pickProgress(json, opts.quiet === true, opts.verbose === true);
         const result = await publish({
           tree,
           openSource: () => openSource(sourceSpec, tree.layout, (count) => progress.bytes(count)),
@@ -207,9 +205,12 @@ export function buildProgram(): Command {
         if (opts.json === true) out(JSON.stringify(result, null, 2));
         else {
           const verb = result.dryRun ? 'would free' : 'freed';
-          out(
-            `${verb} ${formatBytes(result.bytes)} (${result.bytes} bytes): ${result.contentFiles} content file(s), ${result.links} link(s), ${result.stagingFiles} staging file(s)`,
-          );
+          if (result.contentFiles + result.links + result.stagingFiles === 0)
+            out(result.dryRun ? 'would free nothing' : 'nothing to free');
+          else
+            out(
+              `${verb} ${formatBytes(result.bytes)} (${result.bytes} bytes): ${result.contentFiles} content file(s), ${result.links} link(s), ${result.stagingFiles} staging file(s)`,
+            );
         }
         return 0;
       }),
