@@ -52,6 +52,7 @@ const modules = {
   tree: () => import('../store/tree.ts'),
   dataDir: () => import('../store/data-dir.ts'),
   progress: () => import('./progress.ts'),
+  interrupt: () => import('./interrupt.ts'),
 };
 
 /**
@@ -117,13 +118,17 @@ export function buildProgram(): Command {
     .option('-v, --verbose', 'print progress as plain lines when stderr is not a terminal')
     .action(
       run(async (sourceSpec: string, targets: string[], opts: Record<string, unknown>) => {
-        const [{ parseDestinations }, { publish, PublishError }, { openSource }, { formatBytes }] =
-          await Promise.all([
-            modules.targets(),
-            modules.publisher(),
-            modules.openSource(),
-            modules.progress(),
-          ]);
+        const [
+          { parseDestinations },
+          { publish, PublishError, PublishInterruptedError },
+          { openSource },
+          { formatBytes },
+        ] = await Promise.all([
+          modules.targets(),
+          modules.publisher(),
+          modules.openSource(),
+          modules.progress(),
+        ]);
         const destinations = parseDestinations(targets, opts.allTags === true);
         const tree = await openTree(opts, 'new-or-existing');
         const baseUrl = typeof opts.baseUrl === 'string' ? opts.baseUrl : undefined;
@@ -132,17 +137,38 @@ export function buildProgram(): Command {
         }
         const json = opts.json === true;
         const progress = await pickProgress(json, opts.quiet === true, opts.verbose === true);
-        const result = await publish({
-          tree,
-          openSource: () => openSource(sourceSpec, tree.layout, (count) => progress.bytes(count)),
-          destinations,
-          allTags: opts.allTags === true,
-          baseUrl,
-          // Neither flag: the record keeps what it was published with.
-          protected: opts.protected === true ? true : opts.public === true ? false : undefined,
-          lockTimeoutMs: Number(opts.lockTimeout) * 1000,
-          progress,
-        });
+        const { catchInterrupts } = await modules.interrupt();
+        const interrupts = catchInterrupts();
+        let result;
+        try {
+          result = await publish({
+            tree,
+            openSource: () =>
+              openSource(sourceSpec, tree.layout, (count) => progress.bytes(count), interrupts.signal),
+            destinations,
+            allTags: opts.allTags === true,
+            baseUrl,
+            // Neither flag: the record keeps what it was published with.
+            protected: opts.protected === true ? true : opts.public === true ? false : undefined,
+            lockTimeoutMs: Number(opts.lockTimeout) * 1000,
+            progress,
+            signal: interrupts.signal,
+            onLateAbort: () => {
+              progress.done();
+              process.stderr.write(
+                'derrick: interrupted too late to stop: the publish has begun committing and will complete\n',
+              );
+            },
+          });
+        } catch (error) {
+          // A bar stopped mid-way gives the terminal back its cursor and line wrapping before any message.
+          progress.done();
+          if (!(error instanceof PublishInterruptedError)) throw error;
+          process.stderr.write(`derrick: ${error.message}\n`);
+          return interrupts.exitCode();
+        } finally {
+          interrupts.release();
+        }
         if (json) out(JSON.stringify(result, null, 2));
         else if (opts.quiet !== true) {
           for (const repository of result.repositories) {
@@ -158,6 +184,8 @@ export function buildProgram(): Command {
               `note: non-distributable layer ${digest} is not in the source; clients fetch it from its urls`,
             );
         }
+        // Interrupted once the commit had begun: published all the same (and said so), but still a signal's status.
+        if (interrupts.received() !== undefined) return interrupts.exitCode();
         return 0;
       }),
     );

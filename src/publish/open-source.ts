@@ -37,6 +37,7 @@ export async function openSource(
   spec: string,
   layout: TreeLayout,
   onBytes?: (bytes: number) => void,
+  signal?: AbortSignal,
 ): Promise<ImageSource> {
   const parsed = parseSource(spec);
   if (parsed.path === '') throw new SourceError(`"${spec}" names no path; write ${SOURCE_FORMS}`);
@@ -54,6 +55,6 @@ export async function openSource(
     case 'dir':
       return openSkopeoDir(parsed.path);
     case 'docker-archive':
-      return openDockerArchive(layout, parsed.path, parsed.ref, onBytes);
+      return openDockerArchive(layout, parsed.path, parsed.ref, onBytes, signal);
   }
 }
