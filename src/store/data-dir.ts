@@ -13,10 +13,7 @@ export type DataDirUse = 'existing' | 'new-or-existing';
 
 /** A `--data-dir` that is not what the command needs; the message says what it is and what to do. */
 export class DataDirError extends Error {
-  constructor(
-    message: string,
-    readonly dataDir: string,
-  ) {
+  constructor(message: string) {
     super(message);
     this.name = 'DataDirError';
   }
@@ -35,16 +32,14 @@ function notReadable(root: string, code: string): DataDirError {
     case 'ENOTDIR':
       return new DataDirError(
         `--data-dir ${root}: a component of the path is a file, not a directory; pass --data-dir a directory`,
-        root,
       );
     case 'EACCES':
     case 'EPERM':
       return new DataDirError(
         `cannot read --data-dir ${root}: permission denied; check the owner and mode of the directory`,
-        root,
       );
     default:
-      return new DataDirError(`cannot read --data-dir ${root}: ${code}`, root);
+      return new DataDirError(`cannot read --data-dir ${root}: ${code}`);
   }
 }
 
@@ -60,24 +55,22 @@ export function checkDataDir(layout: TreeLayout, use: DataDirUse): void {
     if (use === 'new-or-existing') return;
     throw new DataDirError(
       `no published tree at ${root} (the directory does not exist): publish into it first, or pass --data-dir`,
-      root,
     );
   }
   if (typeof rootStat === 'string') throw notReadable(root, rootStat);
   if (!rootStat.isDirectory())
-    throw new DataDirError(`--data-dir ${root} is a file, not a directory: ${fix}`, root);
+    throw new DataDirError(`--data-dir ${root} is a file, not a directory: ${fix}`);
 
   const v2 = path.join(root, 'v2');
   const v2Stat = statOrCode(v2);
   if (typeof v2Stat !== 'string') {
     if (v2Stat.isDirectory()) return;
-    throw new DataDirError(`${v2} is a file, so ${root} is not a published tree: ${fix}`, root);
+    throw new DataDirError(`${v2} is a file, so ${root} is not a published tree: ${fix}`);
   }
   if (v2Stat !== 'ENOENT') throw notReadable(v2, v2Stat);
   if (use === 'existing')
     throw new DataDirError(
       `no published tree at ${root} (no v2/ inside): publish into it first, or pass --data-dir`,
-      root,
     );
   let entries: string[];
   try {
@@ -88,6 +81,5 @@ export function checkDataDir(layout: TreeLayout, use: DataDirUse): void {
   if (entries.length > 0)
     throw new DataDirError(
       `${root} is not empty and holds no published tree (no v2/ inside): publish into a new or empty directory, or pass --data-dir the directory of a published tree`,
-      root,
     );
 }
