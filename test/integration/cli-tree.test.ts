@@ -77,7 +77,9 @@ const READERS: [string, string[]][] = [
   ['gc --dry-run', ['gc', '--dry-run']],
   ['unpublish a/b:1', ['unpublish', 'a/b:1']],
   ['unpublish a/b', ['unpublish', 'a/b']],
-  ['serve', ['serve', '--listen', '127.0.0.1:0', '--access-log', 'false']],
+  // One serving process, and a cluster primary: each checks before it serves (or forks).
+  ['serve --workers 1', ['serve', '--workers', '1', '--listen', '127.0.0.1:0', '--access-log', 'false']],
+  ['serve --workers 2', ['serve', '--workers', '2', '--listen', '127.0.0.1:0', '--access-log', 'false']],
 ];
 
 const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
