@@ -1,6 +1,7 @@
 /** Turns any error into the one line the user sees: what went wrong and what to do. */
 import path from 'node:path';
 import { DigestMismatchError } from '../store/content.ts';
+import { DataDirError } from '../store/data-dir.ts';
 import { LockTimeoutError } from '../store/locks.ts';
 import { RecordError } from '../store/record.ts';
 import { PublishError } from '../publish/publisher.ts';
@@ -16,7 +17,8 @@ export function describeError(error: unknown, dataDir: string): string {
     error instanceof PublishError ||
     error instanceof SourceError ||
     error instanceof DigestMismatchError ||
-    error instanceof RecordError
+    error instanceof RecordError ||
+    error instanceof DataDirError
   ) {
     return error.message;
   }

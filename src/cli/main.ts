@@ -5,7 +5,8 @@
 // publisher's and `derrick ls` without the server's: start-up time is module loading.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Progress } from '../publish/progress.ts';
-import type { Destination } from '../publish/publisher.ts';
+import type { DataDirUse } from '../store/data-dir.ts';
+import type { Tree } from '../store/tree.ts';
 import { addServeCommand } from './serve-command.ts';
 
 const DEFAULT_DATA_DIR = './data';
@@ -27,15 +28,21 @@ function out(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-async function pickProgress(json: boolean, quiet: boolean): Promise<Progress> {
+/**
+ * What publish shows on stderr while it works: a bar on a terminal; elsewhere (a log, CI) only what explains a wait
+ * (another publisher, a gc), and the phases too with --verbose; nothing with --json or --quiet.
+ */
+async function pickProgress(json: boolean, quiet: boolean, verbose: boolean): Promise<Progress> {
   const { silentProgress } = await import('../publish/progress.ts');
   if (json || quiet) return silentProgress;
   const { lineProgress, terminalProgress } = await import('./progress.ts');
-  return process.stderr.isTTY ? terminalProgress(process.stderr) : lineProgress(process.stderr);
+  return process.stderr.isTTY
+    ? terminalProgress(process.stderr)
+    : lineProgress(process.stderr, { phases: verbose });
 }
 
 const modules = {
-  names: () => import('../oci/names.ts'),
+  targets: () => import('../publish/targets.ts'),
   publisher: () => import('../publish/publisher.ts'),
   openSource: () => import('../publish/open-source.ts'),
   unpublish: () => import('../publish/unpublish.ts'),
@@ -43,8 +50,21 @@ const modules = {
   verify: () => import('../publish/verify.ts'),
   migrate: () => import('../publish/migrate.ts'),
   tree: () => import('../store/tree.ts'),
+  dataDir: () => import('../store/data-dir.ts'),
   progress: () => import('./progress.ts'),
+  interrupt: () => import('./interrupt.ts'),
 };
+
+/**
+ * The tree `--data-dir` names, once it is fit for the command: every command reads an existing tree, but publish and
+ * migrate may start one in a new or empty directory. Refused before anything is created.
+ */
+async function openTree(opts: Record<string, unknown>, use: DataDirUse): Promise<Tree> {
+  const [{ Tree }, { checkDataDir }] = await Promise.all([modules.tree(), modules.dataDir()]);
+  const tree = new Tree(String(opts.dataDir));
+  checkDataDir(tree.layout, use);
+  return tree;
+}
 
 /** Runs an action; any error becomes one line on stderr and exit status 1. */
 function run<T extends unknown[]>(action: (...args: T) => Promise<number | undefined>) {
@@ -54,12 +74,17 @@ function run<T extends unknown[]>(action: (...args: T) => Promise<number | undef
     try {
       process.exitCode = (await action(...args)) ?? 0;
     } catch (error) {
-      const { describeError } = await import('./errors.ts');
-      process.stderr.write(`derrick: ${describeError(error, dataDir)}\n`);
-      if (process.env.DERRICK_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
-      process.exitCode = 1;
+      await report(error, dataDir);
     }
   };
+}
+
+/** An error as the one line the user sees (its stack only with DERRICK_DEBUG), and exit status 1. */
+async function report(error: unknown, dataDir: string): Promise<void> {
+  const { describeError } = await import('./errors.ts');
+  process.stderr.write(`derrick: ${describeError(error, dataDir)}\n`);
+  if (process.env.DERRICK_DEBUG && error instanceof Error) process.stderr.write(`${error.stack ?? ''}\n`);
+  process.exitCode = 1;
 }
 
 export function buildProgram(): Command {
@@ -79,51 +104,70 @@ export function buildProgram(): Command {
       '--base-url <url>',
       'where this repository’s v2/web directory will be served from (a CDN or nginx)',
     )
-    .option('--protected', 'never serve this repository to anonymous clients')
+    .addOption(
+      new Option(
+        '--protected',
+        'never serve this repository to anonymous clients (kept by later publishes)',
+      ).conflicts('public'),
+    )
+    .option('--public', 'clear --protected: serve this repository as the access rules say')
     .option('--lock-timeout <seconds>', 'how long to wait for other publishers or gc', seconds, 600)
     .option('--json', 'print the result as JSON on stdout (no progress)')
-    .option('-q, --quiet', 'print nothing but errors')
+    .addOption(new Option('-q, --quiet', 'print nothing but errors').conflicts('verbose'))
+    .option('-v, --verbose', 'print progress as plain lines when stderr is not a terminal')
     .action(
       run(async (sourceSpec: string, targets: string[], opts: Record<string, unknown>) => {
-        const [{ Tree }, { splitNameAndTag }, { publish, PublishError }, { openSource }, { formatBytes }] =
-          await Promise.all([
-            modules.tree(),
-            modules.names(),
-            modules.publisher(),
-            modules.openSource(),
-            modules.progress(),
-          ]);
-        const tree = new Tree(String(opts.dataDir));
-        const byName = new Map<string, string[]>();
-        const bare = new Set<string>();
-        for (const target of targets) {
-          if (target.includes('@'))
-            throw new PublishError(`"${target}": publish to <name>[:<tag>], not to a digest`);
-          const { name, tag } = splitNameAndTag(target);
-          if (tag === undefined) bare.add(name);
-          byName.set(name, [...(byName.get(name) ?? []), ...(tag === undefined ? [] : [tag])]);
-        }
-        // `app app:v1` means latest and v1; a bare name alone leaves the default to the publisher.
-        const destinations: Destination[] = [...byName].map(([name, tags]) => ({
-          name,
-          tags: bare.has(name) && tags.length > 0 && opts.allTags !== true ? ['latest', ...tags] : tags,
-        }));
+        const [
+          { parseDestinations },
+          { publish, PublishError, PublishInterruptedError },
+          { openSource },
+          { formatBytes },
+        ] = await Promise.all([
+          modules.targets(),
+          modules.publisher(),
+          modules.openSource(),
+          modules.progress(),
+        ]);
+        const destinations = parseDestinations(targets, opts.allTags === true);
+        const tree = await openTree(opts, 'new-or-existing');
         const baseUrl = typeof opts.baseUrl === 'string' ? opts.baseUrl : undefined;
         if (baseUrl !== undefined && !/^https?:\/\/[^/\s]+/.test(baseUrl)) {
           throw new PublishError(`--base-url "${baseUrl}" is not an http(s) URL`);
         }
         const json = opts.json === true;
-        const progress = await pickProgress(json, opts.quiet === true);
-        const result = await publish({
-          tree,
-          openSource: () => openSource(sourceSpec, tree.layout, (count) => progress.bytes(count)),
-          destinations,
-          allTags: opts.allTags === true,
-          baseUrl,
-          protected: opts.protected === true ? true : undefined,
-          lockTimeoutMs: Number(opts.lockTimeout) * 1000,
-          progress,
-        });
+        const progress = await pickProgress(json, opts.quiet === true, opts.verbose === true);
+        const { catchInterrupts } = await modules.interrupt();
+        const interrupts = catchInterrupts();
+        let result;
+        try {
+          result = await publish({
+            tree,
+            openSource: () =>
+              openSource(sourceSpec, tree.layout, (count) => progress.bytes(count), interrupts.signal),
+            destinations,
+            allTags: opts.allTags === true,
+            baseUrl,
+            // Neither flag: the record keeps what it was published with.
+            protected: opts.protected === true ? true : opts.public === true ? false : undefined,
+            lockTimeoutMs: Number(opts.lockTimeout) * 1000,
+            progress,
+            signal: interrupts.signal,
+            onLateAbort: () => {
+              progress.done();
+              process.stderr.write(
+                'derrick: interrupted too late to stop: the publish has begun committing and will complete\n',
+              );
+            },
+          });
+        } catch (error) {
+          // A bar stopped mid-way gives the terminal back its cursor and line wrapping before any message.
+          progress.done();
+          if (!(error instanceof PublishInterruptedError)) throw error;
+          process.stderr.write(`derrick: ${error.message}\n`);
+          return interrupts.exitCode();
+        } finally {
+          interrupts.release();
+        }
         if (json) out(JSON.stringify(result, null, 2));
         else if (opts.quiet !== true) {
           for (const repository of result.repositories) {
@@ -139,6 +183,8 @@ export function buildProgram(): Command {
               `note: non-distributable layer ${digest} is not in the source; clients fetch it from its urls`,
             );
         }
+        // Interrupted once the commit had begun: published all the same (and said so), but still a signal's status.
+        if (interrupts.received() !== undefined) return interrupts.exitCode();
         return 0;
       }),
     );
@@ -156,12 +202,10 @@ export function buildProgram(): Command {
     )
     .action(
       run(async (spec: string, opts: Record<string, unknown>) => {
-        const [{ Tree }, { parseUnpublishTarget, unpublish }] = await Promise.all([
-          modules.tree(),
-          modules.unpublish(),
-        ]);
-        const tree = new Tree(String(opts.dataDir));
-        const result = await unpublish(tree, parseUnpublishTarget(spec), Number(opts.lockTimeout) * 1000);
+        const { parseUnpublishTarget, unpublish } = await modules.unpublish();
+        const target = parseUnpublishTarget(spec);
+        const tree = await openTree(opts, 'existing');
+        const result = await unpublish(tree, target, Number(opts.lockTimeout) * 1000);
         out(
           `unpublished ${spec}${result.repositoryRemoved && result.removed !== 'repository' ? ` (no tags left: ${result.name} removed)` : ''}`,
         );
@@ -178,12 +222,8 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (opts: Record<string, unknown>) => {
-        const [{ Tree }, { gc }, { formatBytes }] = await Promise.all([
-          modules.tree(),
-          modules.gc(),
-          modules.progress(),
-        ]);
-        const tree = new Tree(String(opts.dataDir));
+        const [{ gc }, { formatBytes }] = await Promise.all([modules.gc(), modules.progress()]);
+        const tree = await openTree(opts, 'existing');
         const result = await gc(tree, {
           dryRun: opts.dryRun === true,
           waitMs: Number(opts.wait) * 1000,
@@ -192,9 +232,12 @@ export function buildProgram(): Command {
         if (opts.json === true) out(JSON.stringify(result, null, 2));
         else {
           const verb = result.dryRun ? 'would free' : 'freed';
-          out(
-            `${verb} ${formatBytes(result.bytes)} (${result.bytes} bytes): ${result.contentFiles} content file(s), ${result.links} link(s), ${result.stagingFiles} staging file(s)`,
-          );
+          if (result.contentFiles + result.links + result.stagingFiles === 0)
+            out(result.dryRun ? 'would free nothing' : 'nothing to free');
+          else
+            out(
+              `${verb} ${formatBytes(result.bytes)} (${result.bytes} bytes): ${result.contentFiles} content file(s), ${result.links} link(s), ${result.stagingFiles} staging file(s)`,
+            );
         }
         return 0;
       }),
@@ -209,8 +252,8 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (prefix: string | undefined, opts: Record<string, unknown>) => {
-        const [{ Tree }, { verifyTree }] = await Promise.all([modules.tree(), modules.verify()]);
-        const tree = new Tree(String(opts.dataDir));
+        const { verifyTree } = await modules.verify();
+        const tree = await openTree(opts, 'existing');
         const result = await verifyTree(tree, {
           hash: opts.hash !== false,
           ...(prefix === undefined ? {} : { prefix }),
@@ -234,8 +277,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (prefix: string | undefined, opts: Record<string, unknown>) => {
-        const { Tree } = await modules.tree();
-        const tree = new Tree(String(opts.dataDir));
+        const tree = await openTree(opts, 'existing');
         const listing = [];
         let problems = 0;
         for await (const item of tree.walkRecords(prefix)) {
@@ -250,6 +292,7 @@ export function buildProgram(): Command {
             name: repository.name,
             format: repository.format,
             tags: Object.fromEntries(repository.tags),
+            protected: repository.protected,
             ...(repository.pulp ? { url: repository.pulp.url, pulpVersion: repository.pulp.version } : {}),
           });
         }
@@ -261,7 +304,7 @@ export function buildProgram(): Command {
               entry.format === 'pulp2'
                 ? `(Pulp 2 v${entry.pulpVersion ?? '?'} record → ${entry.url ?? ''})`
                 : tags.join(' ') || '(no tags)';
-            out(`${entry.name}\t${detail}`);
+            out(`${entry.name}\t${detail}${entry.protected ? '\tprotected' : ''}`);
           }
         }
         return problems === 0 ? 0 : 1;
@@ -279,8 +322,8 @@ export function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .action(
       run(async (pulpDir: string, opts: Record<string, unknown>) => {
-        const [{ Tree }, { migrate }] = await Promise.all([modules.tree(), modules.migrate()]);
-        const tree = new Tree(String(opts.dataDir));
+        const { migrate } = await modules.migrate();
+        const tree = await openTree(opts, 'new-or-existing');
         const result = await migrate(tree, pulpDir, { dryRun: opts.dryRun === true, lockTimeoutMs: 600_000 });
         if (opts.json === true) out(JSON.stringify(result, null, 2));
         else {
@@ -322,4 +365,5 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(process.argv);
+// What an action did not catch itself (`derrick serve` runs outside run()) is still one line, not a stack trace.
+await main(process.argv).catch((error: unknown) => report(error, DEFAULT_DATA_DIR));

@@ -54,10 +54,11 @@ export function terminalProgress(stream: NodeJS.WriteStream): Progress {
   };
 }
 
-export function lineProgress(stream: NodeJS.WritableStream): Progress {
+/** Plain lines: notes always, each phase and its size only with `phases` (--verbose). */
+export function lineProgress(stream: NodeJS.WritableStream, options: { phases: boolean }): Progress {
   return {
     phase(label, totalBytes) {
-      if (totalBytes > 0) stream.write(`${label} ${formatBytes(totalBytes)}\n`);
+      if (options.phases && totalBytes > 0) stream.write(`${label} ${formatBytes(totalBytes)}\n`);
     },
     bytes: () => undefined,
     note: (message) => stream.write(`${message}\n`),

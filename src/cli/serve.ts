@@ -5,13 +5,14 @@
  * failed logins: each worker tells the primary, which tells the others, so the limit holds for the cluster.
  */
 import cluster from 'node:cluster';
-import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import { AuthConfigError } from '../auth/errors.ts';
 import type { FailureRelay } from '../auth/failed-logins.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config, ScalarKey } from '../config/schema.ts';
 import { buildApp, checkConfigFiles, reloadApp } from '../http/app.ts';
+import { checkDataDir } from '../store/data-dir.ts';
+import { TreeLayout } from '../store/layout.ts';
 import { Tree } from '../store/tree.ts';
 
 export function splitListen(listen: string): { host: string; port: number } {
@@ -146,9 +147,12 @@ function reloadOnHangup(load: Load, apply: (config: Config) => string[]): void {
   });
 }
 
-/** Once per server, when its configuration holds: the data directory, and a word on plain-HTTP passwords. */
+/**
+ * Once per server, when its configuration holds: the data directory must be a published tree (a DataDirError, for
+ * the CLI to say, otherwise — serve never creates one), and a word on plain-HTTP passwords.
+ */
 function prepare(config: Config): void {
-  mkdirSync(config.dataDir, { recursive: true });
+  checkDataDir(new TreeLayout(config.dataDir), 'existing');
   if (!config.tls && (config.auth.htpasswd !== undefined || config.auth.token !== undefined))
     process.stderr.write(
       'derrick: warning: passwords and tokens are accepted over plain HTTP; set tls.cert and tls.key, or put derrick behind a TLS proxy\n',

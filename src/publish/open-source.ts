@@ -2,6 +2,7 @@
  * Parses a source argument (`oci:<dir>[:<ref>]`, `docker-archive:<file>[:<ref>]`, `dir:<dir>`) and opens it.
  * As in skopeo, the path ends at the first `:` after the transport.
  */
+import { promises as fs } from 'node:fs';
 import type { TreeLayout } from '../store/layout.ts';
 import { openDockerArchive } from './source-docker-archive.ts';
 import { openSkopeoDir } from './source-dir.ts';
@@ -36,15 +37,24 @@ export async function openSource(
   spec: string,
   layout: TreeLayout,
   onBytes?: (bytes: number) => void,
+  signal?: AbortSignal,
 ): Promise<ImageSource> {
   const parsed = parseSource(spec);
   if (parsed.path === '') throw new SourceError(`"${spec}" names no path; write ${SOURCE_FORMS}`);
+  const missing = await fs.stat(parsed.path).then(
+    () => false,
+    (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT',
+  );
+  if (missing) {
+    const what = parsed.transport === 'docker-archive' ? 'file' : 'directory';
+    throw new SourceError(`${parsed.transport}:${parsed.path}: the ${what} ${parsed.path} does not exist`);
+  }
   switch (parsed.transport) {
     case 'oci':
       return openOciLayout(parsed.path, parsed.ref);
     case 'dir':
       return openSkopeoDir(parsed.path);
     case 'docker-archive':
-      return openDockerArchive(layout, parsed.path, parsed.ref, onBytes);
+      return openDockerArchive(layout, parsed.path, parsed.ref, onBytes, signal);
   }
 }

@@ -7,6 +7,10 @@
  * Phase B: move staged content into v2/content, hard-link it under each repository's v2/web directory, then —
  * holding only that repository's lock — merge into its record and rename the record into place: the one step
  * that makes the publish visible.
+ *
+ * An abort (the CLI's SIGINT/SIGTERM) is honoured through phase A — it stops a copy mid-stream, and the publish
+ * ends in PublishInterruptedError with only its own staging files removed — and ignored once phase B has begun:
+ * a commit that has started finishes, so "nothing was published" is never said of a publish that was.
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -36,6 +40,14 @@ export class PublishError extends Error {
   }
 }
 
+/** The publish was stopped (its signal aborted) before anything was committed: the tree is as it was. */
+export class PublishInterruptedError extends Error {
+  constructor() {
+    super('interrupted: nothing was published');
+    this.name = 'PublishInterruptedError';
+  }
+}
+
 export interface Destination {
   name: string;
   tags: string[];
@@ -51,6 +63,10 @@ export interface PublishOptions {
   protected: boolean | undefined;
   lockTimeoutMs: number;
   progress: Progress;
+  /** Stops the publish while nothing is committed yet (see above); the source should get it too. */
+  signal?: AbortSignal;
+  /** Called when `signal` aborts too late, once phase B has begun: the publish will complete. */
+  onLateAbort?: () => void;
 }
 
 export interface PublishResult {
@@ -90,12 +106,23 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       throw new PublishError(`cannot publish: ${collision}; rename one of the repositories`);
   }
 
-  const registration = await registerPublisher(tree.layout, options.lockTimeoutMs, () =>
-    progress.note('waiting for a running derrick gc to finish'),
-  );
+  const { signal } = options;
+  /** Whether phase B has begun: from then on an abort is not honoured. */
+  let committing = false;
+  const interrupted = (error: unknown): unknown =>
+    signal?.aborted && !committing ? new PublishInterruptedError() : error;
+  const registration = await registerPublisher(
+    tree.layout,
+    options.lockTimeoutMs,
+    () => progress.note('waiting for a running derrick gc to finish'),
+    signal,
+  ).catch((error: unknown) => {
+    throw interrupted(error);
+  });
   let source: ImageSource | undefined;
   const staged = new Map<string, StagedFile>();
   try {
+    signal?.throwIfAborted();
     source = await options.openSource();
     const roots = await source.roots(options.allTags);
     for (const root of roots) {
@@ -138,8 +165,12 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
         file = bytes.file;
         progress.bytes(file.size);
       } else {
-        file = await stageStream(tree.layout, await bytes.open(), blob.digest, (count) =>
-          progress.bytes(count),
+        file = await stageStream(
+          tree.layout,
+          await bytes.open(),
+          blob.digest,
+          (count) => progress.bytes(count),
+          signal,
         );
       }
       staged.set(blob.digest, file);
@@ -157,7 +188,11 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       );
     }
 
-    // Phase B: content into the store, links per repository, then each record in one rename.
+    // Phase B: content into the store, links per repository, then each record in one rename. The last moment an
+    // abort stops the publish is here; after it, the publish completes.
+    signal?.throwIfAborted();
+    committing = true;
+    signal?.addEventListener('abort', () => options.onLateAbort?.(), { once: true });
     for (const file of staged.values()) await commitStaged(tree.layout, file);
     staged.clear();
     const repositories = [];
@@ -175,6 +210,8 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       bytesCopied,
       foreignLayers,
     };
+  } catch (error) {
+    throw interrupted(error);
   } finally {
     await Promise.all([...staged.values()].map((file) => fs.rm(file.path, { force: true })));
     await source?.close();

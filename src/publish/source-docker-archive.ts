@@ -63,6 +63,7 @@ export async function openDockerArchive(
   file: string,
   ref: string | undefined,
   onBytes?: (bytes: number) => void,
+  signal?: AbortSignal,
 ): Promise<ImageSource> {
   const stat = await fs.stat(file).catch((error: unknown) => {
     throw new SourceError(`cannot read ${file}: ${ioReason(error)}`);
@@ -91,7 +92,10 @@ export async function openDockerArchive(
     for await (const entry of extract) {
       const name = normalize(entry.header.name);
       if (entry.header.type === 'file' || entry.header.type === 'contiguous-file') {
-        staged.set(name, await stageStream(layout, entry as AsyncIterable<Uint8Array>, 'sha256:', onBytes));
+        staged.set(
+          name,
+          await stageStream(layout, entry as AsyncIterable<Uint8Array>, 'sha256:', onBytes, signal),
+        );
       } else {
         if (entry.header.type === 'symlink' && entry.header.linkname) {
           links.set(
@@ -107,7 +111,7 @@ export async function openDockerArchive(
   } catch (error) {
     input.destroy();
     await cleanup();
-    if (error instanceof SourceError) throw error;
+    if (error instanceof SourceError || signal?.aborted) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOSPC' || code === 'EROFS' || code === 'EACCES' || code === 'EDQUOT') throw error;
     throw new SourceError(

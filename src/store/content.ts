@@ -33,12 +33,16 @@ export interface StagedFile {
   size: number;
 }
 
-/** Streams `input` into a new staging file, hashing as it goes (algorithm of `like`), and fsyncs it. */
+/**
+ * Streams `input` into a new staging file, hashing as it goes (algorithm of `like`), and fsyncs it. An abort of
+ * `signal` stops the copy at once and removes the file.
+ */
 export async function stageStream(
   layout: TreeLayout,
   input: AsyncIterable<Uint8Array>,
   like: string,
   onBytes?: (bytes: number) => void,
+  signal?: AbortSignal,
 ): Promise<StagedFile> {
   await ensureDir(layout.stagingDir);
   const target = layout.stagingPath(`${randomUUID()}.blob`);
@@ -54,7 +58,7 @@ export async function stageStream(
   };
   const output = createWriteStream(target, { flags: 'wx', mode: 0o644 });
   try {
-    await pipeline(input, meter, output);
+    await pipeline(input, meter, output, signal ? { signal } : {});
     const handle = await fs.open(target, 'r');
     try {
       await handle.sync();

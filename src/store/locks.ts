@@ -15,10 +15,13 @@ import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { setTimeout as wait } from 'node:timers/promises';
 import { ensureDir } from './atomic.ts';
 import type { TreeLayout } from './layout.ts';
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or rejects with the reason of `signal` as soon as it aborts. */
+const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+  wait(ms, undefined, signal ? { signal } : {});
 
 export interface Lock {
   release(): Promise<void>;
@@ -103,15 +106,20 @@ export function repositoryLockKey(name: string): string {
 }
 const GC_KEY = 'gc';
 
-/** Registers a running publisher so gc waits for it; waits while a gc runs. */
+/**
+ * Registers a running publisher so gc waits for it; waits while a gc runs. An abort of `signal` ends the wait (with
+ * the signal's reason), leaving no registration behind.
+ */
 export async function registerPublisher(
   layout: TreeLayout,
   timeoutMs: number,
   onWait?: () => void,
+  signal?: AbortSignal,
 ): Promise<Lock> {
   const deadline = Date.now() + timeoutMs;
   let warned = false;
   for (;;) {
+    signal?.throwIfAborted();
     const id = randomUUID();
     const own = await tryBind(await socketName(layout, `publisher:${id}`));
     if (!own) continue;
@@ -128,7 +136,7 @@ export async function registerPublisher(
       throw new LockTimeoutError(`timed out after ${timeoutMs} ms waiting for a running gc`);
     if (!warned) onWait?.();
     warned = true;
-    await sleep(250);
+    await sleep(250, signal);
   }
 }
 

@@ -3,6 +3,8 @@
  * end-to-end tests with real clients. The port comes from the line the CLI prints once it listens:
  * `derrick: serving <dir> on http://127.0.0.1:<port> (mode …)`.
  */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { startDerrick } from './cli.ts';
 import { exited, waitForExit } from './processes.ts';
 
@@ -47,11 +49,15 @@ export interface DerrickServerOptions {
   timeoutMs?: number;
 }
 
-/** Starts `derrick serve --data-dir <dataDir> --listen 127.0.0.1:0 --no-access-log <args>`. */
+/**
+ * Starts `derrick serve --data-dir <dataDir> --listen 127.0.0.1:0 --no-access-log <args>`. serve refuses a
+ * directory that is not a published tree, so a `dataDir` nothing has been published into yet is made an empty tree.
+ */
 export async function startDerrickServer(
   dataDir: string,
   options: DerrickServerOptions = {},
 ): Promise<DerrickServer> {
+  mkdirSync(path.join(dataDir, 'v2'), { recursive: true });
   const args = [
     'serve',
     '--data-dir',

@@ -66,3 +66,38 @@ export async function skopeoRawDigest(source: string): Promise<{ raw: string; di
 export function joinPath(...parts: string[]): string {
   return path.join(...parts);
 }
+
+/**
+ * An OCI layout named `ref` whose one layer is `bytes` of random data (an uncompressed layer, written in chunks:
+ * no tar, no gzip, nothing held in memory), so that publishing it takes long enough to interrupt mid-copy.
+ */
+export async function largeImageLayout(dir: string, bytes: number, ref = 'latest'): Promise<Descriptor> {
+  const { createHash, randomBytes } = await import('node:crypto');
+  const { createWriteStream, promises: fs } = await import('node:fs');
+  const builder = new LayoutBuilder(dir);
+  const temp = path.join(dir, 'blobs', 'layer.tmp');
+  const hash = createHash('sha256');
+  const output = createWriteStream(temp);
+  const chunk = 4 * 1024 * 1024;
+  for (let written = 0; written < bytes; written += chunk) {
+    const piece = randomBytes(Math.min(chunk, bytes - written));
+    hash.update(piece);
+    if (!output.write(piece)) await new Promise<void>((resolve) => output.once('drain', () => resolve()));
+  }
+  await new Promise<void>((resolve, reject) =>
+    output.end((error?: Error | null) => (error ? reject(error) : resolve())),
+  );
+  const hex = hash.digest('hex');
+  await fs.rename(temp, path.join(dir, 'blobs', 'sha256', hex));
+  const layer = { mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${hex}`, size: bytes };
+  const config = builder.json(
+    { architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layer.digest] } },
+    MT.ociConfig,
+  );
+  const manifest = builder.json(
+    { schemaVersion: 2, mediaType: MT.ociManifest, config, layers: [layer] },
+    MT.ociManifest,
+  );
+  builder.add(manifest, ref).write();
+  return manifest;
+}

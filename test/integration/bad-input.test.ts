@@ -235,10 +235,22 @@ async function tmpfs(size: string): Promise<string> {
 }
 
 describe('publish from a source that does not exist', { concurrency: 4 }, () => {
-  for (const source of ['oci:/nonexistent/path', 'docker-archive:/nonexistent.tar', 'dir:/nonexistent']) {
+  for (const source of [
+    'oci:/nonexistent/path',
+    'docker-archive:/nonexistent.tar',
+    'dir:/nonexistent',
+    'oci:./nope',
+    'docker-archive:./nope.tar',
+    'dir:./nope',
+  ]) {
     const missing = source.slice(source.indexOf(':') + 1);
-    test(`publish ${source} → exit 1, names ${missing} as missing, tree unchanged`, async () => {
-      await expectRefused(await publishedTree(), [source, 'x'], [missing, 'no such file or directory']);
+    test(`publish ${source} → exit 1, says ${missing} does not exist, tree unchanged`, async () => {
+      const what = source.startsWith('docker-archive:') ? 'file' : 'directory';
+      await expectRefused(
+        await publishedTree(),
+        [source, 'x'],
+        [`${source}: the ${what} ${missing} does not exist`],
+      );
     });
   }
 });
@@ -406,7 +418,30 @@ describe('publish to a repository name or tag that is not valid', { concurrency:
     ["a component starting with '-'", 'ns/-dash', [invalidName, '"-dash"']],
     ["a component starting with '.'", 'ns/.dot', [invalidName, '".dot"']],
     ['a name holding a : (name:tag splits at the last :)', 'a:b:c', [invalidName, '"a:b"']],
-    ["a tag with '/' (host:port/name)", 'localhost:5000/app', ['invalid tag', '"5000/app"']],
+    [
+      'a name with a registry host and port',
+      '127.0.0.1:5000/me/app:1',
+      [
+        '"127.0.0.1:5000/me/app:1": a registry host is not part of a repository name; publish to me/app:1 and pull it as 127.0.0.1:5000/me/app:1',
+      ],
+    ],
+    [
+      'a name with a registry domain',
+      'registry.example.com/me/app',
+      [
+        '"registry.example.com/me/app": a registry host is not part of a repository name; publish to me/app and pull it as',
+      ],
+    ],
+    [
+      'a name with localhost:<port>',
+      'localhost:5000/app',
+      ['"localhost:5000/app": a registry host is not part of a repository name; publish to app '],
+    ],
+    [
+      'a name with localhost',
+      'localhost/me/app:2',
+      ['"localhost/me/app:2": a registry host is not part of a repository name; publish to me/app:2 '],
+    ],
     ["a tag starting with '-'", 'repo:-bad', ['invalid tag', '"-bad"']],
     ['a tag of 129 characters', `repo:${'t'.repeat(129)}`, ['invalid tag', '129 characters']],
     ['a digest', `repo@${digest}`, [`repo@${digest}`, 'not to a digest']],
@@ -419,22 +454,23 @@ describe('publish to a repository name or tag that is not valid', { concurrency:
 });
 
 describe('publish to a name that collides with the layout of the tree', { concurrency: 4 }, () => {
-  test('publish a.json/b after a → exit 1, names the record of a, tree unchanged', async () => {
+  // In a namespace: a first component with a dot (`a.json/b`) is read as a registry host, as docker reads it.
+  test('publish ns/a.json/b after ns/a → exit 1, names the record of ns/a, tree unchanged', async () => {
     const dataDir = path.join(scratch('collide-a'), 'data');
-    await publishOk(dataDir, `oci:${baseLayout}`, 'a');
+    await publishOk(dataDir, `oci:${baseLayout}`, 'ns/a');
     const { dir } = await freshLayout('collide-a');
     await expectRefused(
       dataDir,
-      [`oci:${dir}`, 'a.json/b'],
-      ['"a.json/b"', 'v2/app/a.json', 'record of repository "a"'],
+      [`oci:${dir}`, 'ns/a.json/b'],
+      ['"ns/a.json/b"', 'v2/app/ns/a.json', 'record of repository "ns/a"'],
     );
   });
 
-  test('publish x after x.json/y → exit 1, names the directory of x.json/…, tree unchanged', async () => {
+  test('publish ns/x after ns/x.json/y → exit 1, names the directory of ns/x.json/…, tree unchanged', async () => {
     const dataDir = path.join(scratch('collide-x'), 'data');
-    await publishOk(dataDir, `oci:${baseLayout}`, 'x.json/y');
+    await publishOk(dataDir, `oci:${baseLayout}`, 'ns/x.json/y');
     const { dir } = await freshLayout('collide-x');
-    await expectRefused(dataDir, [`oci:${dir}`, 'x'], ['"x"', 'v2/app/x.json', 'x.json/']);
+    await expectRefused(dataDir, [`oci:${dir}`, 'ns/x'], ['"ns/x"', 'v2/app/ns/x.json', 'ns/x.json/']);
   });
 });
 

@@ -97,7 +97,7 @@ async function publishAttempt(image: Image, plan?: { from: Anchor; delayMs: numb
   const watcher = watch(path.dirname(layerFile), (_event, file) => {
     if (at.committed === undefined && file === path.basename(layerFile)) reached('committed');
   });
-  const child = startDerrick(['publish', image.source, `${NAME}:${TAG}`, '--data-dir', dataDir]);
+  const child = startDerrick(['publish', '--verbose', image.source, `${NAME}:${TAG}`, '--data-dir', dataDir]);
   running.add(child);
   const output = collectOutput(child);
   reached('spawn');

@@ -19,7 +19,7 @@ describe('publish output', { concurrency: 4 }, () => {
     assert.match(stdout, /published tty\/demo:latest sha256:/);
   });
 
-  test('on a pipe: plain lines, no terminal control codes', async () => {
+  test('on a pipe: the result on stdout, no progress on stderr, no terminal control codes', async () => {
     const result = await runDerrick([
       'publish',
       demo,
@@ -28,8 +28,29 @@ describe('publish output', { concurrency: 4 }, () => {
       path.join(temp.dir, 'pipe'),
     ]);
     assert.equal(result.code, 0);
+    assert.equal(result.stderr, '');
+    assert.match(result.stdout, /^published pipe\/demo:latest sha256:/);
+    assert.ok(!result.stdout.includes('\u001b['), 'no terminal escape codes');
+  });
+
+  test('on a pipe with --verbose: progress as plain lines on stderr, no terminal control codes', async () => {
+    const result = await runDerrick([
+      'publish',
+      demo,
+      'verbose/demo',
+      '--verbose',
+      '--data-dir',
+      path.join(temp.dir, 'verbose'),
+    ]);
+    assert.equal(result.code, 0);
     assert.equal(result.stderr, 'copying 1.1 KiB\n');
     assert.ok(!(result.stdout + result.stderr).includes('\u001b['), 'no terminal escape codes');
+  });
+
+  test('--verbose with --quiet is a usage error', async () => {
+    const result = await runDerrick(['publish', demo, 'both/demo', '-v', '-q']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /--quiet.*--verbose|--verbose.*--quiet/);
   });
 
   test('with --json: only the JSON result on stdout', async () => {

@@ -281,3 +281,57 @@ describe('publish from skopeo formats', { concurrency: 3 }, () => {
     assert.equal((await record(data, 'all')).tags.get('7'), digest);
   });
 });
+
+describe('--protected and --public', { concurrency: 3 }, () => {
+  /** `derrick ls` of one repository, as text and as JSON. */
+  async function listed(data: string, name: string): Promise<{ line: string; json: unknown }> {
+    const text = await runDerrick(['ls', name, '--data-dir', data]);
+    assert.equal(text.code, 0, text.stderr);
+    const json = await runDerrick(['ls', name, '--json', '--data-dir', data]);
+    assert.equal(json.code, 0, json.stderr);
+    const entries = JSON.parse(json.stdout) as { name: string; protected: unknown }[];
+    return { line: text.stdout, json: entries.find((entry) => entry.name === name)?.protected };
+  }
+
+  test('ls shows a protected repository as protected, in text and in JSON; a public one as public', async () => {
+    const layout = fresh('layout');
+    const data = fresh('data');
+    await singleImageLayout(layout);
+    await publishOk([`oci:${layout}`, 'secret:1', '--protected', '-q', '--data-dir', data]);
+    await publishOk([`oci:${layout}`, 'open:1', '-q', '--data-dir', data]);
+    assert.deepEqual(await listed(data, 'secret'), { line: 'secret\t1\tprotected\n', json: true });
+    assert.deepEqual(await listed(data, 'open'), { line: 'open\t1\n', json: false });
+  });
+
+  test('a re-publish without either flag keeps --protected; --public clears it; --protected sets it again', async () => {
+    const layout = fresh('layout');
+    const data = fresh('data');
+    await singleImageLayout(layout);
+    await publishOk([`oci:${layout}`, 'app:1', '--protected', '-q', '--data-dir', data]);
+    await publishOk([`oci:${layout}`, 'app:2', '-q', '--data-dir', data]);
+    assert.equal((await record(data, 'app')).protected, true);
+    await publishOk([`oci:${layout}`, 'app:3', '--public', '-q', '--data-dir', data]);
+    assert.equal((await record(data, 'app')).protected, false);
+    assert.deepEqual(await listed(data, 'app'), { line: 'app\t1 2 3\n', json: false });
+    await publishOk([`oci:${layout}`, 'app:4', '--protected', '-q', '--data-dir', data]);
+    assert.equal((await record(data, 'app')).protected, true);
+  });
+
+  test('--protected --public together is refused as a usage error, and nothing is published', async () => {
+    const layout = fresh('layout');
+    const data = fresh('data');
+    await singleImageLayout(layout);
+    const result = await runDerrick([
+      'publish',
+      `oci:${layout}`,
+      'both:1',
+      '--protected',
+      '--public',
+      '--data-dir',
+      data,
+    ]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /--protected.*--public|--public.*--protected/);
+    await assert.rejects(fs.stat(data));
+  });
+});

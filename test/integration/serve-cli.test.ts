@@ -2,7 +2,7 @@
  * `derrick serve` as a command: defaults, configuration errors, TLS.
  */
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -11,6 +11,13 @@ import { flagName, KEY_NAMES } from '../../src/config/keys.ts';
 import { collectOutput, run, runDerrick, startDerrick, tempDir } from '../helpers/cli.ts';
 
 const temp = tempDir();
+
+/** An empty published tree under the temp directory (serve refuses a directory without v2/). */
+function emptyTree(name: string): string {
+  const dir = path.join(temp.dir, name);
+  mkdirSync(path.join(dir, 'v2'), { recursive: true });
+  return dir;
+}
 after(() => temp.cleanup());
 
 /** Starts `derrick serve <args>` and resolves with its port once it says it is serving. */
@@ -39,14 +46,13 @@ async function serve(args: string[], cwd?: string, env?: NodeJS.ProcessEnv) {
 }
 
 describe('derrick serve', { concurrency: 3 }, () => {
-  test('with no data dir given it serves ./data, creating it', async () => {
+  test('with no data dir given it serves the tree at ./data', async () => {
     const cwd = path.join(temp.dir, 'cwd');
-    await run('mkdir', ['-p', cwd]);
+    await run('mkdir', ['-p', path.join(cwd, 'data', 'v2')]);
     const server = await serve(['--no-access-log'], cwd);
     const response = await fetch(`http://127.0.0.1:${server.port}/v2/`);
     assert.equal(response.status, 200);
     assert.equal(response.headers.get('docker-distribution-api-version'), 'registry/2.0');
-    assert.ok(existsSync(path.join(cwd, 'data')));
     const result = await server.stop();
     assert.equal(result.code, 0, 'SIGTERM closes the server cleanly');
   });
@@ -90,7 +96,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
 
   for (const workers of ['1', '2']) {
     test(`an address already in use is one line naming it and --listen, with ${workers} worker(s)`, async () => {
-      const server = await serve(['--no-access-log', '--workers', '1']);
+      const server = await serve(['--no-access-log', '--workers', '1', '--data-dir', emptyTree('busy')]);
       const result = await runDerrick([
         'serve',
         '--listen',
@@ -98,7 +104,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
         '--workers',
         workers,
         '--data-dir',
-        path.join(temp.dir, 'busy'),
+        emptyTree('busy'),
       ]);
       await server.stop();
       assert.equal(result.code, 1);
@@ -117,7 +123,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
         '--workers',
         workers,
         '--data-dir',
-        path.join(temp.dir, 'nowhere'),
+        emptyTree('nowhere'),
       ]);
       assert.equal(result.code, 1);
       assert.equal(
@@ -134,7 +140,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
         '--workers',
         '2',
         '--data-dir',
-        path.join(temp.dir, 'cdn'),
+        emptyTree('cdn'),
         ...args,
       ]);
       const result = await server.stop();
@@ -174,6 +180,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
       '-addext',
       'subjectAltName=IP:127.0.0.1',
     ]);
+    mkdirSync(path.join(temp.dir, 'tls-data', 'v2'), { recursive: true });
     const server = await serve([
       '--no-access-log',
       '--tls-cert',
@@ -226,7 +233,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
 
   test('a boolean key is a flag: --access-log logs each request, --no-access-log does not', async () => {
     const logged = async (flag: string): Promise<boolean> => {
-      const server = await serve([flag, '--workers', '1', '--data-dir', path.join(temp.dir, 'log')]);
+      const server = await serve([flag, '--workers', '1', '--data-dir', emptyTree('log')]);
       await (await fetch(`http://127.0.0.1:${server.port}/v2/?probe=1`)).arrayBuffer();
       const result = await server.stop();
       return result.stdout.includes('/v2/?probe=1');
@@ -237,7 +244,7 @@ describe('derrick serve', { concurrency: 3 }, () => {
 
   test('a DERRICK_* variable that is no key is warned about once, even with several workers', async () => {
     const server = await serve(
-      ['--no-access-log', '--workers', '2', '--data-dir', path.join(temp.dir, 'warn')],
+      ['--no-access-log', '--workers', '2', '--data-dir', emptyTree('warn')],
       undefined,
       { DERRICK_WORKRS: '2' },
     );

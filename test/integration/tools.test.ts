@@ -73,6 +73,7 @@ describe('unpublish', { concurrency: 3 }, () => {
 
   test('an unknown repository or tag is a one-line error', async () => {
     const data = fresh('data');
+    await fs.mkdir(path.join(data, 'v2'), { recursive: true });
     assert.match(
       await derrick(['unpublish', 'nothing', '--data-dir', data], 1),
       /^derrick: there is no repository "nothing"/,
@@ -85,6 +86,15 @@ describe('unpublish', { concurrency: 3 }, () => {
 });
 
 describe('gc', { concurrency: 2 }, () => {
+  test('with nothing to free it says so: "would free nothing" with --dry-run, "nothing to free" without', async () => {
+    const data = fresh('data');
+    const layout = fresh('layout');
+    await singleImageLayout(layout);
+    await derrick(['publish', '-q', `oci:${layout}`, 'kept', '--data-dir', data]);
+    assert.equal(await derrick(['gc', '--dry-run', '--data-dir', data]), 'would free nothing\n');
+    assert.equal(await derrick(['gc', '--data-dir', data]), 'nothing to free\n');
+  });
+
   test('--dry-run reports the bytes it would free and deletes nothing; gc then frees them', async () => {
     const data = fresh('data');
     const keep = fresh('layout');
@@ -115,7 +125,7 @@ describe('gc', { concurrency: 2 }, () => {
       () => undefined,
     );
     await derrick(['verify', '--data-dir', data]);
-    assert.match(await derrick(['gc', '--data-dir', data]), /freed 0 B/);
+    assert.match(await derrick(['gc', '--data-dir', data]), /^nothing to free\n$/);
   });
 
   test('gc refuses to run while a record is unreadable, deleting nothing', async () => {
