@@ -7,6 +7,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import type { Progress } from '../publish/progress.ts';
 import type { Destination } from '../publish/publisher.ts';
 import { addServeCommand } from './serve-command.ts';
+import { packageVersion } from './version.ts';
 
 const DEFAULT_DATA_DIR = './data';
 
@@ -65,7 +66,7 @@ function run<T extends unknown[]>(action: (...args: T) => Promise<number | undef
 export function buildProgram(): Command {
   const program = new Command('derrick')
     .description('A database-free container registry: publish images as files, serve them to any client.')
-    .version('0.1.0')
+    .version(packageVersion())
     .showHelpAfterError('(run derrick help <command> for its options)');
   program.exitOverride();
 
