@@ -6,6 +6,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Progress } from '../publish/progress.ts';
 import type { Destination } from '../publish/publisher.ts';
+import { addCompletionCommand } from './completion.ts';
 import { addServeCommand } from './serve-command.ts';
 import { packageVersion } from './version.ts';
 
@@ -301,6 +302,7 @@ export function buildProgram(): Command {
     );
 
   addServeCommand(program);
+  addCompletionCommand(program, dataDirOption);
   return program;
 }
 
