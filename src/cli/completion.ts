@@ -213,8 +213,9 @@ function zshAction(value: ValueSpec, prog: string): string {
     case 'dirs':
       return '_files -/';
     case 'names':
-    case 'tagged':
       return `_${prog}_names`;
+    case 'tagged':
+      return `_${prog}_names tags`;
     case 'commands':
       return `_${prog}_commands`;
     case 'words':
@@ -259,7 +260,10 @@ _${prog}_commands() {
   )
   _describe -t commands '${prog} command' commands
 }
+# Repository names from the tree (and name:tag when called with tags; _arguments adds its own options before
+# that), from derrick itself; nothing on any error.
 _${prog}_names() {
+  (( \${@[(Ie)tags]} )) || [[ $PREFIX != *:* ]] || return 1
   local -a call=(\${~_${prog}_prog} completion --names=$PREFIX) names
   local i
   for ((i = 2; i < CURRENT; i++)); do
@@ -303,8 +307,9 @@ function fishScript(specs: CommandSpec[], prog: string): string {
       case 'dirs':
         return "-a '(__fish_complete_directories (commandline -ct))'";
       case 'names':
-      case 'tagged':
         return `-a '(__${prog}_names)'`;
+      case 'tagged':
+        return `-a '(__${prog}_names tags)'`;
       case 'commands':
         return `-a ${quote(
           specs
@@ -333,10 +338,10 @@ function fishScript(specs: CommandSpec[], prog: string): string {
       const value = !option.value
         ? ''
         : option.value.kind === 'files'
-          ? ' -r -F'
-          : ` -x ${fishAction(option.value)}`;
+          ? '-r -F'
+          : `-x ${fishAction(option.value)}`;
       lines.push(
-        `complete -c ${prog} -n '${when}' ${flags.join(' ')} -d ${quote(option.description)}${value}`,
+        `complete -c ${prog} -n '${when}' ${flags.join(' ')} -d ${quote(option.description)} ${value}`.trimEnd(),
       );
     }
     if (spec.name === '.') continue;
@@ -375,7 +380,9 @@ function __${prog}_at
     string match -q -- '*+' $argv[2]; and test $position -ge (string trim -c + -- $argv[2]); and return 0
     test $position = $argv[2]
 end
+# Repository names from the tree (and name:tag with $argv[1] = tags), from derrick itself; nothing on any error.
 function __${prog}_names
+    test "$argv[1]" != tags; and string match -q -- '*:*' (commandline -ct); and return
     set -l tokens (commandline -opc)
     set -l call $tokens[1] completion --names=(commandline -ct)
     for i in (seq 2 (count $tokens))
@@ -395,19 +402,22 @@ ${lines.join('\n')}
 
 /** Repository names starting with `word`, or `name:tag` for each tag of `name` when `word` is `name:…`. */
 async function printNames(dataDir: string, word: string): Promise<void> {
-  const { Tree } = await import('../store/tree.ts');
+  const [{ Tree }, { validateName }] = await Promise.all([
+    import('../store/tree.ts'),
+    import('../oci/names.ts'),
+  ]);
   const tree = new Tree(dataDir);
   const colon = word.indexOf(':');
   const lines: string[] = [];
   if (colon >= 0) {
     const name = word.slice(0, colon);
-    const lookup = await tree.readRecord(name);
-    if (lookup.found)
+    const lookup = validateName(name).ok ? await tree.readRecord(name) : undefined;
+    if (lookup?.found)
       for (const tag of lookup.repository.tags.keys())
         if (`${name}:${tag}`.startsWith(word)) lines.push(`${name}:${tag}`);
   } else {
-    // Names come in sorted order, so those starting with `word` are one run.
-    for await (const name of tree.walkNames()) {
+    // Names come in sorted order, so those that start with `word` are one run, from just before `word` on.
+    for await (const name of tree.walkNames(word === '' ? {} : { after: word.slice(0, -1) })) {
       if (name.startsWith(word)) lines.push(name);
       else if (name > word) break;
     }

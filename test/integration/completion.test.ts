@@ -222,6 +222,7 @@ describe('derrick completion zsh', () => {
       'team/app:1.0',
       'team/app:2.0',
     ]);
+    assert.deepEqual(await zshComplete(`derrick ls --data-dir=${tree} team/app:`), []);
   });
 });
 
@@ -238,5 +239,6 @@ describe('derrick completion fish', () => {
       'team/app:1.0',
       'team/app:2.0',
     ]);
+    assert.deepEqual(await fishComplete(`derrick ls --data-dir ${tree} team/app:`), []);
   });
 });
