@@ -39,6 +39,9 @@ before(async () => {
   cpSync(REPO_ROOT, source, { recursive: true, filter: (file) => !skip.has(file) });
   // The build needs the dev dependencies (typescript); the tarball must not.
   symlinkSync(path.join(REPO_ROOT, 'node_modules'), path.join(source, 'node_modules'));
+  // What an earlier build left behind, from a source file since removed: prepack clears it.
+  mkdirSync(path.join(source, 'dist', 'removed'), { recursive: true });
+  writeFileSync(path.join(source, 'dist', 'removed', 'module.js'), 'export {};\n');
   const tarballs = path.join(temp.dir, 'tarballs');
   mkdirSync(tarballs);
   const pack = await npm(['pack', '--json', '--pack-destination', tarballs], source);
@@ -49,7 +52,7 @@ before(async () => {
 });
 
 describe('npm install -g of the packed tarball', () => {
-  test('packs the compiled CLI, its bin, the demo image and the record schema, and no sources or tests', () => {
+  test('packs the CLI as compiled now, its bin, the demo image and the record schema, and no sources or tests', () => {
     for (const file of [
       'bin/derrick.js',
       'dist/cli/main.js',
@@ -61,7 +64,7 @@ describe('npm install -g of the packed tarball', () => {
     ])
       assert.ok(packed.includes(file), `${file} is not in the tarball: ${packed.join(' ')}`);
     const strays = packed.filter((file) =>
-      /^(src|test|scripts|bench|node_modules)\/|\.ts$|\.map$/.test(file),
+      /^(src|test|scripts|bench|node_modules|dist\/removed)\/|\.ts$|\.map$/.test(file),
     );
     assert.deepEqual(strays, []);
   });
