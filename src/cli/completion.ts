@@ -430,7 +430,7 @@ export function addCompletionCommand(program: Command, dataDirOption: () => Opti
   program
     .command('completion')
     .description('print a completion script for bash, zsh or fish (see the README)')
-    .addArgument(new Argument('[shell]', 'bash, zsh or fish').choices(SHELLS))
+    .addArgument(new Argument('[shell]', 'the shell to print the script for').choices(SHELLS))
     .addOption(dataDirOption().hideHelp())
     .addOption(new Option('--names <word>', 'print the repository names that start with <word>').hideHelp())
     .action(
