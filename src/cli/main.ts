@@ -7,7 +7,9 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import type { Progress } from '../publish/progress.ts';
 import type { DataDirUse } from '../store/data-dir.ts';
 import type { Tree } from '../store/tree.ts';
+import { addCompletionCommand } from './completion.ts';
 import { addServeCommand } from './serve-command.ts';
+import { packageVersion } from './version.ts';
 
 const DEFAULT_DATA_DIR = './data';
 
@@ -90,7 +92,7 @@ async function report(error: unknown, dataDir: string): Promise<void> {
 export function buildProgram(): Command {
   const program = new Command('derrick')
     .description('A database-free container registry: publish images as files, serve them to any client.')
-    .version('0.1.0');
+    .version(packageVersion());
   program.exitOverride();
 
   program
@@ -342,6 +344,7 @@ export function buildProgram(): Command {
     );
 
   addServeCommand(program);
+  addCompletionCommand(program, dataDirOption);
   return program;
 }
 

@@ -19,12 +19,17 @@ export interface RunResult {
   stderr: string;
 }
 
+/** How to run derrick: `bin` is an installed `derrick` executable to run instead of the CLI from source. */
+export interface DerrickOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  bin?: string;
+}
+
 /** Starts `derrick <args>` without waiting for it. */
-export function startDerrick(
-  args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
-): ChildProcess {
-  return spawn(process.execPath, ['--import', TSX, CLI, ...args], {
+export function startDerrick(args: string[], options: DerrickOptions = {}): ChildProcess {
+  const [command, leading] = options.bin ? [options.bin, []] : [process.execPath, ['--import', TSX, CLI]];
+  return spawn(command, [...leading, ...args], {
     cwd: options.cwd ?? REPO_ROOT,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -32,10 +37,7 @@ export function startDerrick(
 }
 
 /** Runs `derrick <args>` to completion. */
-export function runDerrick(
-  args: string[],
-  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
-): Promise<RunResult> {
+export function runDerrick(args: string[], options: DerrickOptions = {}): Promise<RunResult> {
   const child = startDerrick(args, options);
   return collectOutput(child);
 }

@@ -45,6 +45,8 @@ export interface DerrickServerOptions {
   /** More `serve` flags, e.g. `['--mode', 'redirect', '--redirect-url', url]`. */
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** An installed `derrick` executable to run instead of the CLI from source. */
+  bin?: string;
   /** How long to wait for the "serving" line (tsx compiles the CLI first, which is slow on a busy box). */
   timeoutMs?: number;
 }
@@ -67,7 +69,10 @@ export async function startDerrickServer(
     '--no-access-log',
     ...(options.args ?? []),
   ];
-  const child = startDerrick(args, options.env ? { env: options.env } : {});
+  const child = startDerrick(args, {
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.bin ? { bin: options.bin } : {}),
+  });
   let output = '';
   let stderr = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
