@@ -11,7 +11,7 @@ import { compileGlobs } from '../config/globs.ts';
 import type { Config } from '../config/schema.ts';
 import { digestLike } from '../oci/digest.ts';
 import { RegistryError } from '../oci/errors.ts';
-import { isIndexMediaType, OCI_INDEX, type ManifestMediaType } from '../oci/media-types.ts';
+import { isIndexMediaType, OCI_INDEX, parseManifest, type ManifestMediaType } from '../oci/media-types.ts';
 import { TreeLayout } from '../store/layout.ts';
 import { RecordCache, type CachedRepository } from '../store/record-cache.ts';
 import type { ManifestEntry } from '../store/record-schema.ts';
@@ -331,28 +331,64 @@ export class Registry {
     return jsonAnswer({ repositories: names }, headers);
   }
 
+  /**
+   * The referrers of `digest`: an image index of the manifests whose subject it is. A repository that does not
+   * exist has none — "If the registry supports the referrers API, the registry MUST NOT return a `404 Not Found`
+   * to a referrers API requests" (a 404 tells clients the API is unsupported) — and neither, to this client, has
+   * one it may not pull where denials look like missing repositories (`auth.denied: notFound`, or nothing to log
+   * in to): both get the same empty index. Other denials are answered as on every endpoint.
+   */
   async referrers(
     viewer: Viewer,
     name: string,
     digest: string,
     artifactType: string | undefined,
   ): Promise<Answer> {
-    const { cached, isPublic } = await this.repository(viewer, name);
-    const found = cached.referrers().get(digest) ?? [];
+    // An empty filter names no artifact type (the spec reads an empty artifactType as a missing one).
+    const filter = artifactType === '' ? undefined : artifactType;
+    const visible = await this.repositoryOrNone(viewer, name);
     const manifests = [];
-    for (const [referrer, entry] of found) {
-      if (artifactType !== undefined && entry.artifactType !== artifactType) continue;
+    for (const [referrer, entry] of visible?.cached.referrers().get(digest) ?? []) {
+      const type = await this.artifactTypeOf(referrer, entry);
+      if (filter !== undefined && type !== filter) continue;
       manifests.push({
         mediaType: entry.mediaType,
         digest: referrer,
         size: entry.size,
-        ...(entry.artifactType === undefined ? {} : { artifactType: entry.artifactType }),
+        ...(type === undefined ? {} : { artifactType: type }),
         ...(entry.annotations === undefined ? {} : { annotations: entry.annotations }),
       });
     }
     const headers: Headers = { 'content-type': OCI_INDEX };
-    if (!isPublic) headers['cache-control'] = PRIVATE_REVALIDATE;
-    if (artifactType !== undefined) headers['oci-filters-applied'] = 'artifactType';
+    // No shared cache may keep an empty list of a repository it cannot tell from a missing one.
+    if (visible?.isPublic !== true) headers['cache-control'] = PRIVATE_REVALIDATE;
+    if (filter !== undefined) headers['oci-filters-applied'] = 'artifactType';
     return jsonAnswer({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }, headers);
+  }
+
+  /** As repository(), but undefined where that answers 404 NAME_UNKNOWN (missing, or denied as if missing). */
+  private async repositoryOrNone(viewer: Viewer, name: string): Promise<Visible | undefined> {
+    try {
+      return await this.repository(viewer, name);
+    } catch (error) {
+      if (error instanceof RegistryError && error.code === 'NAME_UNKNOWN') return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * A referrer's artifactType as the spec derives it: "If the `artifactType` is empty or missing in the image
+   * manifest, the value of `artifactType` MUST be set to the config descriptor `mediaType` value. If the
+   * `artifactType` is empty or missing in an index, the `artifactType` MUST be omitted." publish records it so;
+   * a record written before it read an empty one as missing holds "", and the manifest itself decides then.
+   */
+  private async artifactTypeOf(digest: string, entry: ManifestEntry): Promise<string | undefined> {
+    if (entry.artifactType !== '') return entry.artifactType;
+    if (isIndexMediaType(entry.mediaType)) return undefined;
+    const parsed = parseManifest(
+      await this.readManifest(digest, entry.mediaType, entry.size),
+      entry.mediaType,
+    );
+    return 'error' in parsed ? undefined : parsed.artifactType;
   }
 }

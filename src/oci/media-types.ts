@@ -84,7 +84,7 @@ const indexSchema = z.object({
 /** What derrick needs of a manifest: its type, what it references, and what the referrers API reports. */
 export interface ParsedManifest {
   mediaType: ManifestMediaType;
-  /** The artifact type the referrers API reports: `artifactType`, else an image's config media type. */
+  /** The artifact type the referrers API reports: `artifactType` unless empty, else an image's config media type. */
   artifactType: string | undefined;
   /** Blobs: config and layers of an image manifest; none for an index. */
   blobs: Descriptor[];
@@ -92,6 +92,15 @@ export interface ParsedManifest {
   children: Descriptor[];
   subject: Descriptor | undefined;
   annotations: Record<string, string> | undefined;
+}
+
+/**
+ * An artifactType as the referrers API reads it: "If the `artifactType` is empty or missing in the image manifest,
+ * the value of `artifactType` MUST be set to the config descriptor `mediaType` value. If the `artifactType` is
+ * empty or missing in an index, the `artifactType` MUST be omitted." (distribution-spec, Listing Referrers)
+ */
+function present(artifactType: string | undefined): string | undefined {
+  return artifactType === '' ? undefined : artifactType;
 }
 
 function formatIssues(error: z.ZodError): string {
@@ -142,7 +151,7 @@ export function parseManifest(bytes: Uint8Array, declaredType?: string): ParsedM
     if (!parsed.success) return { error: `not a valid ${mediaType}: ${formatIssues(parsed.error)}` };
     return {
       mediaType,
-      artifactType: parsed.data.artifactType,
+      artifactType: present(parsed.data.artifactType),
       blobs: [],
       children: parsed.data.manifests,
       subject: parsed.data.subject,
@@ -154,7 +163,7 @@ export function parseManifest(bytes: Uint8Array, declaredType?: string): ParsedM
   const { config, layers } = parsed.data;
   return {
     mediaType,
-    artifactType: parsed.data.artifactType ?? config.mediaType,
+    artifactType: present(parsed.data.artifactType) ?? config.mediaType,
     blobs: [config, ...layers],
     children: [],
     subject: parsed.data.subject,

@@ -576,7 +576,7 @@ describe('derrick serve over HTTPS with users, tokens, client certificates and a
     assert.ok(image.RepoDigests.includes(`${host()}/${team.name}@${team.digest}`), image.RepoDigests.join());
   });
 
-  test('5. every endpoint answers every denied client, over HTTPS: anonymous 401 + challenge, users and certificates 403, tokens 401 insufficient_scope; _catalog names only what each may pull', async () => {
+  test('5. every endpoint answers every denied client, over HTTPS: anonymous 401 + challenge, users and certificates 403, tokens 401 insufficient_scope, the same for a missing repository; _catalog names only what each may pull', async () => {
     const { public: open, team, ops, secret } = f.repos;
     const all = [open, team, ops, secret];
     const aliceTeamToken = await fetchToken(f, live(), BASIC.alice, [`repository:${team.name}:pull`]);
@@ -689,13 +689,40 @@ describe('derrick serve over HTTPS with users, tokens, client certificates and a
       [team.artifact],
     );
 
-    // A denied client learns nothing from the tree: a missing repository under the same rule looks the same.
-    for (const who of [{}, { basic: BASIC.bob }] as Who[]) {
-      const existing = await request(f, live(), `/v2/${team.name}/manifests/${team.tag}`, who);
-      const missing = await request(f, live(), `/v2/team/not-published/manifests/${team.tag}`, who);
-      assert.equal(missing.statusCode, existing.statusCode);
-      assert.equal(missing.body.replaceAll('team/not-published', team.name), existing.body);
-    }
+    // A denied client learns nothing from the tree: a missing repository under the same rule looks the same, on
+    // every endpoint (status, challenge, body), referrers included.
+    const missingName = 'team/not-published';
+    const missingRepo: Repo = { ...team, name: missingName };
+    const missingUrls = endpoints(missingRepo);
+    for (const who of [{}, { basic: BASIC.bob }, { bearer: bobTeamToken }] as Who[])
+      for (const [i, [what, url]] of endpoints(team).entries())
+        for (const method of ['GET', 'HEAD'] as const) {
+          const missingUrl = missingUrls[i]?.[1];
+          assert.ok(missingUrl !== undefined);
+          const existing = await request(f, live(), url, who, method);
+          const missing = await request(f, live(), missingUrl, who, method);
+          const context = `${JSON.stringify(Object.keys(who))}: ${method} ${what}`;
+          assert.ok(existing.statusCode === 401 || existing.statusCode === 403, context);
+          assert.equal(missing.statusCode, existing.statusCode, context);
+          assert.equal(
+            header(missing, 'www-authenticate')?.replaceAll(missingName, team.name),
+            header(existing, 'www-authenticate'),
+            context,
+          );
+          assert.equal(missing.body.replaceAll(missingName, team.name), existing.body, context);
+        }
+    // To a client that may pull there, a missing repository has no referrers: "the registry MUST NOT return a
+    // `404 Not Found` to a referrers API requests".
+    const none = await request(f, live(), `/v2/${missingName}/referrers/${team.digest}`, {
+      basic: BASIC.alice,
+    });
+    assert.equal(none.statusCode, 200, none.body);
+    assert.equal(header(none, 'content-type'), 'application/vnd.oci.image.index.v1+json');
+    assert.deepEqual(JSON.parse(none.body), {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [],
+    });
   });
 });
 

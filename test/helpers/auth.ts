@@ -1,8 +1,9 @@
 /**
  * A published tree for authentication tests, and what those tests keep asking of it: one image (with a referrer)
  * published as public/app, team/app, norule/app and — protected — open/app and secret/app; users alice (group dev),
- * bob and carol in an htpasswd file; access rules over them; the five read endpoints of a repository; Basic headers;
- * the claims of a JWT; and answers made comparable across two repository names.
+ * bob and carol in an htpasswd file; access rules over them; the five read endpoints of a repository (and the
+ * answer of the one, referrers, that is never 404); Basic headers; the claims of a JWT; and answers made comparable
+ * across two repository names.
  */
 import assert from 'node:assert/strict';
 import { statSync, utimesSync, writeFileSync } from 'node:fs';
@@ -11,7 +12,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { Tree } from '../../src/store/tree.ts';
 import { imageWithReferrerLayout, type Descriptor } from './images.ts';
 import { htpasswdLine } from './pki.ts';
-import { publishInto, type Answered } from './server.ts';
+import { header, publishInto, type Answered } from './server.ts';
 
 export const SERVICE = 'registry.test';
 export const PASSWORDS = { alice: 'alice-secret', bob: 'bob-secret', carol: 'carol-secret' } as const;
@@ -111,6 +112,30 @@ export function repositoryUrls(name: string, tree: AuthTree): [string, string][]
 }
 
 export const METHODS = ['GET', 'HEAD'] as const;
+
+/**
+ * Whether `url` asks for referrers: the endpoint that never answers 404. "If the registry supports the referrers
+ * API, the registry MUST NOT return a `404 Not Found` to a referrers API requests", so a repository that is
+ * missing — or denied to a client as if it were missing — has an empty list of referrers instead.
+ */
+export function isReferrers(url: string): boolean {
+  return url.includes('/referrers/');
+}
+
+/**
+ * The referrers answer of a repository that is missing or denied as missing: 200, an empty image index, kept by
+ * no shared cache (GET), and no body (HEAD).
+ */
+export function assertNoReferrers(answer: Answered, method: string, what: string): void {
+  assert.equal(answer.statusCode, 200, `${what}: ${answer.statusCode} ${answer.body}`);
+  const type = 'application/vnd.oci.image.index.v1+json';
+  assert.equal(header(answer, 'content-type'), type, what);
+  assert.equal(header(answer, 'cache-control'), 'private, no-cache', what);
+  assert.equal(header(answer, 'location'), undefined, what);
+  assert.equal(header(answer, 'www-authenticate'), undefined, what);
+  if (method === 'HEAD') assert.equal(answer.body, '', `${what}: HEAD has no body`);
+  else assert.deepEqual(JSON.parse(answer.body), { schemaVersion: 2, mediaType: type, manifests: [] }, what);
+}
 
 /** The decoded payload of a JWT (no verification). */
 export function jwtClaims(token: string): Record<string, unknown> {

@@ -68,8 +68,9 @@ const SPEC_CODES = [
 
 const SBOM_CONFIG = 'application/vnd.example.sbom.config.v1+json';
 const SIGNATURE = 'application/vnd.example.signature.v1';
+const EMPTY_FIELD_CONFIG = 'application/vnd.example.empty-field.config.v1+json';
 
-/** conformance/refs: an image and three referrers, each deriving its artifactType its own way. */
+/** conformance/refs: an image and five referrers, each deriving its artifactType its own way. */
 interface Referrers {
   subject: Descriptor;
   /** An image manifest with no artifactType and a config of type SBOM_CONFIG. */
@@ -78,6 +79,10 @@ interface Referrers {
   byField: Descriptor;
   /** An index with a subject and no artifactType. */
   index: Descriptor;
+  /** An image manifest with `"artifactType": ""` and a config of type EMPTY_FIELD_CONFIG. */
+  emptyField: Descriptor;
+  /** An index with `"artifactType": ""`. */
+  emptyIndex: Descriptor;
 }
 
 async function buildReferrers(dir: string): Promise<Referrers> {
@@ -108,8 +113,38 @@ async function buildReferrers(dir: string): Promise<Referrers> {
     },
     MT.ociIndex,
   );
-  builder.add(subject, 'subject').add(byConfig).add(byField).add(index).write();
-  return { subject, byConfig, byField, index };
+  const emptyField = builder.json(
+    {
+      schemaVersion: 2,
+      mediaType: MT.ociManifest,
+      artifactType: '',
+      config: builder.blob(Buffer.from('{"empty": "field"}'), EMPTY_FIELD_CONFIG),
+      layers: [layer],
+      subject: subjectDescriptor,
+      annotations: annotations('empty field'),
+    },
+    MT.ociManifest,
+  );
+  const emptyIndex = builder.json(
+    {
+      schemaVersion: 2,
+      mediaType: MT.ociIndex,
+      artifactType: '',
+      manifests: [],
+      subject: subjectDescriptor,
+      annotations: annotations('empty index'),
+    },
+    MT.ociIndex,
+  );
+  builder
+    .add(subject, 'subject')
+    .add(byConfig)
+    .add(byField)
+    .add(index)
+    .add(emptyField)
+    .add(emptyIndex)
+    .write();
+  return { subject, byConfig, byField, index, emptyField, emptyIndex };
 }
 
 let fixtures!: Fixtures;
@@ -154,6 +189,16 @@ before(async () => {
     manifests: lookup.repository.manifests,
     blobs: lookup.repository.blobs,
   });
+  // conformance/refs as a derrick that kept an empty artifactType wrote it: "" in the record.
+  const published = await tree.readRecord('conformance/refs');
+  assert.ok(published.found);
+  const manifests = new Map(published.repository.manifests);
+  for (const { digest } of [refs.emptyField, refs.emptyIndex]) {
+    const entry = manifests.get(digest);
+    assert.ok(entry);
+    manifests.set(digest, { ...entry, artifactType: '' });
+  }
+  await tree.writeRecord({ ...published.repository, name: 'conformance/legacy', manifests });
   // A record that cannot be parsed: any request that reads it is answered 500.
   await writeRecordFile(dataDir, 'conformance/broken', '{"type": "derrick-repository", "vers');
   manifestBytes = await fs.readFile(
@@ -433,6 +478,26 @@ describe('Listing tags (end-8a, end-8b)', () => {
 describe('Listing referrers (end-12a, end-12b)', () => {
   type Index = { schemaVersion: number; mediaType: string; manifests: Record<string, unknown>[] };
   const referrers = (digest: string, query = '') => get(`/v2/conformance/signed/referrers/${digest}${query}`);
+  /** conformance/refs' five referrers, each with the artifactType the spec derives for it, and its annotations. */
+  const assertSpecReferrers = (manifests: Record<string, unknown>[]): void => {
+    const byDigest = new Map(manifests.map((entry) => [entry.digest, entry]));
+    const expected = (descriptor: Descriptor, which: string, artifactType?: string) => ({
+      mediaType: descriptor.mediaType,
+      digest: descriptor.digest,
+      size: descriptor.size,
+      ...(artifactType === undefined ? {} : { artifactType }),
+      annotations: { 'org.opencontainers.conformance.test': which },
+    });
+    assert.equal(byDigest.size, 5);
+    assert.deepEqual(byDigest.get(refs.byConfig.digest), expected(refs.byConfig, 'by config', SBOM_CONFIG));
+    assert.deepEqual(byDigest.get(refs.byField.digest), expected(refs.byField, 'by field', SIGNATURE));
+    assert.deepEqual(byDigest.get(refs.index.digest), expected(refs.index, 'index'));
+    assert.deepEqual(
+      byDigest.get(refs.emptyField.digest),
+      expected(refs.emptyField, 'empty field', EMPTY_FIELD_CONFIG),
+    );
+    assert.deepEqual(byDigest.get(refs.emptyIndex.digest), expected(refs.emptyIndex, 'empty index'));
+  };
 
   test('“If a query results in no matching referrers, an empty manifest list MUST be returned” (suite: GET request to nonexistent blob should result in empty 200 response)', async () => {
     const answer = await referrers(DUMMY_DIGEST);
@@ -473,21 +538,30 @@ describe('Listing referrers (end-12a, end-12b)', () => {
     assert.deepEqual(other.json<Index>().manifests, []);
   });
 
-  test('“The descriptors MUST include an `artifactType` field that is set to the value of the `artifactType` in the image manifest or index, if present”; else an image manifest’s config `mediaType`; “If the `artifactType` is empty or missing in an index, the `artifactType` MUST be omitted”; “The descriptors MUST include annotations”', async () => {
+  test('“The descriptors MUST include an `artifactType` field that is set to the value of the `artifactType` in the image manifest or index, if present”; “If the `artifactType` is empty or missing in the image manifest, the value of `artifactType` MUST be set to the config descriptor `mediaType` value”; “If the `artifactType` is empty or missing in an index, the `artifactType` MUST be omitted”; “The descriptors MUST include annotations”', async () => {
     const answer = await get(`/v2/conformance/refs/referrers/${refs.subject.digest}`);
     assert.equal(answer.statusCode, 200);
-    const byDigest = new Map(answer.json<Index>().manifests.map((entry) => [entry.digest, entry]));
-    const expected = (descriptor: Descriptor, which: string, artifactType?: string) => ({
-      mediaType: descriptor.mediaType,
-      digest: descriptor.digest,
-      size: descriptor.size,
-      ...(artifactType === undefined ? {} : { artifactType }),
-      annotations: { 'org.opencontainers.conformance.test': which },
-    });
-    assert.equal(byDigest.size, 3);
-    assert.deepEqual(byDigest.get(refs.byConfig.digest), expected(refs.byConfig, 'by config', SBOM_CONFIG));
-    assert.deepEqual(byDigest.get(refs.byField.digest), expected(refs.byField, 'by field', SIGNATURE));
-    assert.deepEqual(byDigest.get(refs.index.digest), expected(refs.index, 'index'));
+    assertSpecReferrers(answer.json<Index>().manifests);
+  });
+
+  test('the same for a record written when derrick kept an empty `artifactType` (`""` in the record): the manifest decides', async () => {
+    const answer = await get(`/v2/conformance/legacy/referrers/${refs.subject.digest}`);
+    assert.equal(answer.statusCode, 200);
+    assertSpecReferrers(answer.json<Index>().manifests);
+    const filtered = await get(
+      `/v2/conformance/legacy/referrers/${refs.subject.digest}?artifactType=${encodeURIComponent(EMPTY_FIELD_CONFIG)}`,
+    );
+    assert.deepEqual(
+      filtered.json<Index>().manifests.map((entry) => entry.digest),
+      [refs.emptyField.digest],
+    );
+  });
+
+  test('an empty `artifactType` filter names no artifact type: no filter is applied, and no `OCI-Filters-Applied`', async () => {
+    const answer = await get(`/v2/conformance/refs/referrers/${refs.subject.digest}?artifactType=`);
+    assert.equal(answer.statusCode, 200);
+    assert.equal(header(answer, 'oci-filters-applied'), undefined);
+    assertSpecReferrers(answer.json<Index>().manifests);
   });
 
   test('an artifactType filter applies to the derived artifactType too (a config media type)', async () => {
@@ -507,14 +581,36 @@ describe('Listing referrers (end-12a, end-12b)', () => {
     }
   });
 
-  test('“Assuming a repository is found, this request MUST return a `200 OK`”: a repository that is not found → 404 NAME_UNKNOWN (end-12a’s failure), as on every other endpoint', async () => {
-    // The spec also says a registry supporting the API "MUST NOT return a `404 Not Found` to a referrers API
-    // requests" (a 404 tells a client to fall back to the referrers tag), and the suite's next version (main's
-    // conformance/run.go, TestEmptyReferrers) asks for 200 in a repository nothing was pushed to yet. For a
-    // repository that does not exist the fallback finds no tag either, and derrick answers a missing repository
-    // (and, with auth.denied: notFound, one the client may not pull) the same on every endpoint, so that its
-    // answers are no existence oracle: a 200 here would have to be given to denied clients too.
-    assertSpecError(await get(`/v2/conformance/nobody/referrers/${DUMMY_DIGEST}`), 404, 'NAME_UNKNOWN');
+  test('“If the registry supports the referrers API, the registry MUST NOT return a `404 Not Found` to a referrers API requests”: a repository that does not exist → 200 and an empty image index, filtered or not (suite, main branch: TestEmptyReferrers, in a repository nothing was pushed to)', async () => {
+    const url = `/v2/conformance/nobody/referrers/${DUMMY_DIGEST}`;
+    for (const [query, filter] of [
+      ['', undefined],
+      [`?artifactType=${encodeURIComponent(SIGNATURE)}`, 'artifactType'],
+    ] as const) {
+      const answer = await get(url + query);
+      assert.equal(answer.statusCode, 200, answer.body);
+      // "The `Content-Type` header MUST be set to `application/vnd.oci.image.index.v1+json`."
+      assert.equal(header(answer, 'content-type'), MT.ociIndex);
+      assert.deepEqual(answer.json(), { schemaVersion: 2, mediaType: MT.ociIndex, manifests: [] });
+      assert.equal(header(answer, 'oci-filters-applied'), filter, query);
+      assertApiVersion(answer);
+      const headOnly = await head(url + query);
+      assertHeadOnly(headOnly, 200);
+      assert.equal(header(headOnly, 'content-type'), MT.ociIndex);
+    }
+  });
+
+  test('“Assuming a repository is found, this request MUST return a `200 OK` response code”: found or not, a referrers request is 200; a record that cannot be read is still 500', async () => {
+    for (const url of [
+      `/v2/${REPO}/referrers/${fixtures.single.digest}`,
+      `/v2/conformance/untagged/referrers/${DUMMY_DIGEST}`,
+      `/v2/conformance/nobody/referrers/${fixtures.single.digest}`,
+    ]) {
+      const answer = await get(url);
+      assert.equal(answer.statusCode, 200, url);
+      assert.deepEqual(answer.json<Index>().manifests, [], url);
+    }
+    assertOciError(await get(`/v2/conformance/broken/referrers/${DUMMY_DIGEST}`), 500, 'UNKNOWN');
   });
 });
 

@@ -1,8 +1,8 @@
 /**
  * Protected Pulp 2 records and unreadable records, behind a login. A protected Pulp repository is answered only
  * with signed redirects (its content is not in the tree, so without redirect.token it cannot be served at all:
- * 500 and a log line, never an unsigned URL); an unreadable record is named by `_catalog` only to a client that
- * could pull it even if it were protected.
+ * 500 and a log line, never an unsigned URL); its referrers, which Pulp 2 never had, are an empty list either
+ * way. An unreadable record is named by `_catalog` only to a client that could pull it even if it were protected.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -97,6 +97,35 @@ describe('a protected Pulp 2 record', () => {
   });
 });
 
+describe('referrers of a Pulp 2 record', () => {
+  const url = (name: string) => `/v2/${name}/referrers/${S2}`;
+  const INDEX = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] };
+
+  test('none (Pulp 2 has no referrers API and stores no OCI index): 200 and an empty index, never a redirect, signed or not', async () => {
+    for (const served of [app(), app({ 'redirect.token.secret': SECRET })]) {
+      const cases = [
+        ['pulp/open', undefined, undefined],
+        ['pulp/vault', ALICE, 'private, no-cache'],
+      ] as const;
+      for (const [name, authorization, cacheControl] of cases) {
+        const answer = await served.inject({
+          url: url(name),
+          headers: authorization === undefined ? {} : { authorization },
+        });
+        assert.equal(answer.statusCode, 200, `${name}: ${answer.body}`);
+        assert.equal(answer.headers['content-type'], INDEX.mediaType);
+        assert.equal(answer.headers['cache-control'], cacheControl, name);
+        assert.equal(answer.headers.location, undefined, name);
+        assert.deepEqual(JSON.parse(answer.body), INDEX);
+      }
+    }
+  });
+
+  test('a protected one, to an anonymous client: 401 with a challenge, as on every endpoint', async () => {
+    assertOciError(await app().inject({ url: url('pulp/vault') }), 401, 'UNAUTHORIZED');
+  });
+});
+
 describe('an unreadable record in _catalog', () => {
   test('named to a logged-in client, not to an anonymous one (it might be protected)', async () => {
     const served = app();
@@ -107,9 +136,11 @@ describe('an unreadable record in _catalog', () => {
     assert.deepEqual(JSON.parse(alice.body), { repositories: ['broken/app', 'pulp/open', 'pulp/vault'] });
   });
 
-  test('pulling it: 500 UNKNOWN to a client the rules admit, with no detail of the file', async () => {
-    const answer = await app().inject({ url: '/v2/broken/app/tags/list', headers: { authorization: ALICE } });
-    assertOciError(answer, 500, 'UNKNOWN');
-    assert.doesNotMatch(answer.body, /json|broken\/app\.json|v2\/app/i);
+  test('pulling it: 500 UNKNOWN to a client the rules admit, with no detail of the file (its referrers too)', async () => {
+    for (const url of ['/v2/broken/app/tags/list', `/v2/broken/app/referrers/${S2}`]) {
+      const answer = await app().inject({ url, headers: { authorization: ALICE } });
+      assertOciError(answer, 500, 'UNKNOWN');
+      assert.doesNotMatch(answer.body, /json|broken\/app\.json|v2\/app/i);
+    }
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Protected repositories through the real app (app.inject): who is denied what and how (401 with a challenge, 403,
- * or 404 like a missing repository), on every read endpoint, GET and HEAD; who is allowed (Basic users, group
+ * or 404 like a missing repository — for referrers, the empty list a missing repository has), on every read
+ * endpoint, GET and HEAD; who is allowed (Basic users, group
  * members, tokens from /auth/token, anonymous on public repositories); /v2/; a _catalog filtered per client;
  * failed-login rate limiting; Cache-Control and redirects of content not everybody may pull; htpasswd changes
  * and reloads without a restart. Tokens in detail: serve-auth-tokens.test.ts; mutual TLS: serve-auth-tls.test.ts.
@@ -17,6 +18,7 @@ import { buildApp, reloadApp } from '../../src/http/app.ts';
 import { Tree } from '../../src/store/tree.ts';
 import {
   ALL_REPOSITORIES,
+  assertNoReferrers,
   authTree,
   basic,
   basicOf,
@@ -24,6 +26,7 @@ import {
   comparable,
   fetchToken,
   GROUPS,
+  isReferrers,
   METHODS,
   PASSWORDS,
   PULLABLE,
@@ -251,7 +254,7 @@ describe('denied, on every endpoint (manifest by tag and by digest, blob, tags/l
     assert.equal(own.statusCode, 200, own.body);
   });
 
-  test('auth.denied: notFound → 404 NAME_UNKNOWN, byte for byte a missing repository’s answer but for the name', async () => {
+  test('auth.denied: notFound → 404 NAME_UNKNOWN (referrers: 200 and an empty index), byte for byte a missing repository’s answer but for the name', async () => {
     const { token } = await fetchToken(notFoundApp, ['repository:secret/app:pull'], {
       authorization: basicOf('bob'),
     });
@@ -264,13 +267,14 @@ describe('denied, on every endpoint (manifest by tag and by digest, blob, tags/l
       await everyEndpoint(names, async (method, url, what, name) => {
         const twin = TWIN[name] ?? '';
         const answer = await request(notFoundApp, method, url, authorization);
-        assertDenied(answer, method, 404, 'NAME_UNKNOWN', `${who}: ${what}`);
+        if (isReferrers(url)) assertNoReferrers(answer, method, `${who}: ${what}`);
+        else assertDenied(answer, method, 404, 'NAME_UNKNOWN', `${who}: ${what}`);
         assert.equal(header(answer, 'www-authenticate'), undefined);
         const missingUrl = url.replace(`/v2/${name}/`, `/v2/${twin}/`);
         // The same client asking for a missing repository, and a client that may pull there asking for it.
         for (const asker of [authorization, basicOf(name.startsWith('secret') ? 'bob' : 'alice')]) {
           const missing = await request(notFoundApp, method, missingUrl, asker);
-          assert.equal(missing.statusCode, 404);
+          assert.equal(missing.statusCode, isReferrers(url) ? 200 : 404);
           assert.deepEqual(
             comparable(answer, name, twin),
             comparable(missing, twin, twin),
@@ -280,11 +284,12 @@ describe('denied, on every endpoint (manifest by tag and by digest, blob, tags/l
       });
   });
 
-  test('nothing to log in to → every denied answer is 404 NAME_UNKNOWN (Authorization headers ignored)', async () => {
+  test('nothing to log in to → every denied answer is 404 NAME_UNKNOWN (referrers: 200 and an empty index), a missing repository’s answer (Authorization headers ignored)', async () => {
     for (const authorization of [undefined, basicOf('alice')])
       await everyEndpoint([...DENIED_NAMES, 'open/app'], async (method, url, what, name) => {
         const answer = await request(noLoginApp, method, url, authorization);
-        assertDenied(answer, method, 404, 'NAME_UNKNOWN', what);
+        if (isReferrers(url)) assertNoReferrers(answer, method, what);
+        else assertDenied(answer, method, 404, 'NAME_UNKNOWN', what);
         const twin = TWIN[name] ?? '';
         const missing = await request(
           noLoginApp,
@@ -374,11 +379,49 @@ describe('no existence oracle', () => {
     }
   });
 
-  test('documented caveat: anonymous on a protected record under a rule admitting anonymous → 401, a missing one → 404', async () => {
+  test('documented caveat: anonymous on a protected record under a rule admitting anonymous → 401, a missing one → 404 (referrers: 200 and an empty index)', async () => {
     const existing = await request(bearerApp, 'GET', '/v2/open/app/tags/list');
     assertOciError(existing, 401, 'UNAUTHORIZED');
     const missing = await request(bearerApp, 'GET', '/v2/open/xyz/tags/list');
     assertOciError(missing, 404, 'NAME_UNKNOWN');
+    const referrers = `/referrers/${tree.image.digest}`;
+    assertOciError(await request(bearerApp, 'GET', `/v2/open/app${referrers}`), 401, 'UNAUTHORIZED');
+    assertNoReferrers(await request(bearerApp, 'GET', `/v2/open/xyz${referrers}`), 'GET', 'open/xyz');
+  });
+
+  test('referrers filtered on artifactType, auth.denied: notFound or nothing to log in to: a denied repository’s answer is a missing one’s, OCI-Filters-Applied included', async () => {
+    const query = `?artifactType=${encodeURIComponent('application/vnd.example.signature.v1')}`;
+    for (const app of [notFoundApp, noLoginApp])
+      for (const name of [...DENIED_NAMES, 'open/app']) {
+        const twin = TWIN[name] ?? '';
+        const url = (repository: string) => `/v2/${repository}/referrers/${tree.image.digest}${query}`;
+        const denied = await request(app, 'GET', url(name));
+        assertNoReferrers(denied, 'GET', name);
+        assert.equal(header(denied, 'oci-filters-applied'), 'artifactType', name);
+        const missing = await request(app, 'GET', url(twin));
+        assert.deepEqual(comparable(denied, name, twin), comparable(missing, twin, twin), name);
+      }
+  });
+
+  test('referrers, auth.denied: challenge: a missing repository is challenged like an existing one under a rule that does not admit the client, and answered 200 and an empty index where the rule does', async () => {
+    // "If the registry supports the referrers API, the registry MUST NOT return a `404 Not Found` to a referrers
+    // API requests": to a client that may pull there, a missing repository has no referrers.
+    const referrers = (name: string) => `/v2/${name}/referrers/${tree.image.digest}`;
+    for (const app of [basicApp, bearerApp]) {
+      for (const name of ['norule/xyz', 'team/xyz', 'secret/xyz']) {
+        const anonymous = await request(app, 'GET', referrers(name));
+        assertOciError(anonymous, 401, 'UNAUTHORIZED');
+        assert.ok(header(anonymous, 'www-authenticate'), name);
+        assertOciError(await request(app, 'GET', referrers(name), basicOf('carol')), 403, 'DENIED');
+      }
+      for (const [name, authorization] of [
+        ['public/xyz', undefined],
+        ['team/xyz', basicOf('alice')],
+        ['secret/xyz', basicOf('bob')],
+      ] as const)
+        for (const method of METHODS)
+          assertNoReferrers(await request(app, method, referrers(name), authorization), method, name);
+    }
   });
 });
 
@@ -416,9 +459,11 @@ describe('allowed', () => {
     for (const app of [basicApp, bearerApp, notFoundApp, noLoginApp]) await pulls(app, ['public/app']);
   });
 
-  test('a missing repository the client may pull → 404 NAME_UNKNOWN', async () => {
+  test('a missing repository the client may pull → 404 NAME_UNKNOWN; its referrers → 200 and an empty index', async () => {
     const answer = await request(bearerApp, 'GET', '/v2/team/xyz/tags/list', basicOf('alice'));
     assertOciError(answer, 404, 'NAME_UNKNOWN');
+    const url = `/v2/team/xyz/referrers/${tree.image.digest}`;
+    assertNoReferrers(await request(bearerApp, 'GET', url, basicOf('alice')), 'GET', url);
   });
 });
 

@@ -8,6 +8,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { assertNoReferrers, comparable, isReferrers } from '../helpers/auth.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { imageWithReferrerLayout, singleImageLayout, type Descriptor } from '../helpers/images.ts';
 import { assertOciError, publishInto, serveApp } from '../helpers/server.ts';
@@ -43,12 +44,21 @@ describe('a protected repository, to an anonymous client', () => {
     ['referrers', `/v2/secret/app/referrers/${image.digest}`],
   ];
   for (const method of ['GET', 'HEAD'] as const) {
-    test(`${method} of each endpoint → 404 NAME_UNKNOWN, like a missing repository, and no redirect`, async () => {
+    test(`${method} of each endpoint → 404 NAME_UNKNOWN (referrers: 200 and an empty index), exactly a missing repository’s answer, and no redirect`, async () => {
       for (const [what, url] of urls()) {
         const answer = await app.inject({ method, url });
-        assert.equal(answer.statusCode, 404, `${what}: ${answer.statusCode}`);
-        assert.equal(answer.headers.location, undefined, `${what} must not redirect`);
-        if (method === 'GET') assertOciError(answer, 404, 'NAME_UNKNOWN');
+        if (isReferrers(url)) assertNoReferrers(answer, method, what);
+        else {
+          assert.equal(answer.statusCode, 404, `${what}: ${answer.statusCode}`);
+          assert.equal(answer.headers.location, undefined, `${what} must not redirect`);
+          if (method === 'GET') assertOciError(answer, 404, 'NAME_UNKNOWN');
+        }
+        const missing = await app.inject({ method, url: url.replace('/secret/app/', '/secret/xyz/') });
+        assert.deepEqual(
+          comparable(answer, 'secret/app', 'secret/xyz'),
+          comparable(missing, 'secret/xyz', 'secret/xyz'),
+          what,
+        );
       }
     });
   }

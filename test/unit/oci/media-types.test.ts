@@ -70,6 +70,33 @@ describe('parseManifest', () => {
     assert.equal(parsed.subject?.digest, d('9'));
     assert.deepEqual(parsed.annotations, { a: 'b' });
   });
+  test('“If the `artifactType` is empty or missing in the image manifest, the value of `artifactType` MUST be set to the config descriptor `mediaType` value” (distribution-spec, Listing Referrers)', () => {
+    for (const artifactType of [undefined, '']) {
+      const parsed = parseManifest(
+        bytes({ schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType, config, layers: [] }),
+      );
+      assert.ok(!('error' in parsed));
+      assert.equal(parsed.artifactType, config.mediaType, JSON.stringify(artifactType));
+    }
+  });
+  test('“If the `artifactType` is empty or missing in an index, the `artifactType` MUST be omitted”', () => {
+    for (const artifactType of [undefined, '']) {
+      const parsed = parseManifest(
+        bytes({ schemaVersion: 2, mediaType: OCI_INDEX, artifactType, manifests: [] }),
+      );
+      assert.ok(!('error' in parsed));
+      assert.equal(parsed.artifactType, undefined, JSON.stringify(artifactType));
+    }
+    const typed = parseManifest(
+      bytes({
+        schemaVersion: 2,
+        mediaType: OCI_INDEX,
+        artifactType: 'application/vnd.example.set',
+        manifests: [],
+      }),
+    );
+    assert.ok(!('error' in typed) && typed.artifactType === 'application/vnd.example.set');
+  });
   const bad: [string, Buffer, RegExp][] = [
     ['not JSON', Buffer.from('{'), /not JSON/],
     ['a JSON array', bytes([]), /not a JSON object/],
