@@ -6,6 +6,7 @@
  */
 import cluster from 'node:cluster';
 import os from 'node:os';
+import { anonymousDockerWarning } from '../auth/auth.ts';
 import { AuthConfigError } from '../auth/errors.ts';
 import type { FailureRelay } from '../auth/failed-logins.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
@@ -95,20 +96,29 @@ export function listenProblem(error: unknown, listen: string): string {
 }
 
 /**
- * What to say once at start about a configuration that holds but may not do what was meant: redirect mode with
- * no URL to redirect to (a repository published without --base-url is then served from the tree).
+ * What to say once at start about a configuration that holds but may not do what was meant: passwords over plain
+ * HTTP; anonymous rules that docker cannot use beside Basic logins (docs/security.md); redirect mode with no URL to
+ * redirect to (a repository published without --base-url is then served from the tree).
  */
 export function configWarnings(config: Config): string[] {
-  if (config.redirect.url !== undefined) return [];
+  const warnings: string[] = [];
+  if (!config.tls && (config.auth.htpasswd !== undefined || config.auth.token !== undefined))
+    warnings.push(
+      'passwords and tokens are accepted over plain HTTP; set tls.cert and tls.key, or put derrick behind a TLS proxy',
+    );
+  const docker = anonymousDockerWarning(config);
+  if (docker !== undefined) warnings.push(docker);
+  if (config.redirect.url !== undefined) return warnings;
   const rules = config.repositories
     .filter((rule) => rule.mode === 'redirect')
     .map((rule) => `"${rule.match}"`);
-  if (config.mode !== 'redirect' && rules.length === 0) return [];
+  if (config.mode !== 'redirect' && rules.length === 0) return warnings;
   const where =
     config.mode === 'redirect' ? 'mode is redirect' : `repositories ${rules.join(', ')} are in redirect mode`;
-  return [
+  warnings.push(
     `${where} but redirect.url is not set: a repository published without a base URL is served from the tree; set redirect.url (--redirect-url), or publish with derrick publish --base-url`,
-  ];
+  );
+  return warnings;
 }
 
 function readyLine(config: Config, root: string, address: string): string {
@@ -149,14 +159,10 @@ function reloadOnHangup(load: Load, apply: (config: Config) => string[]): void {
 
 /**
  * Once per server, when its configuration holds: the data directory must be a published tree (a DataDirError, for
- * the CLI to say, otherwise — serve never creates one), and a word on plain-HTTP passwords.
+ * the CLI to say, otherwise — serve never creates one).
  */
 function prepare(config: Config): void {
   checkDataDir(new TreeLayout(config.dataDir), 'existing');
-  if (!config.tls && (config.auth.htpasswd !== undefined || config.auth.token !== undefined))
-    process.stderr.write(
-      'derrick: warning: passwords and tokens are accepted over plain HTTP; set tls.cert and tls.key, or put derrick behind a TLS proxy\n',
-    );
 }
 
 /** One serving process: build the app, listen, and close cleanly on SIGINT/SIGTERM; SIGHUP reloads. */

@@ -9,6 +9,7 @@ import { after, describe, test } from 'node:test';
 import { helpText } from '../../src/cli/serve-command.ts';
 import { flagName, KEY_NAMES } from '../../src/config/keys.ts';
 import { collectOutput, run, runDerrick, startDerrick, tempDir } from '../helpers/cli.ts';
+import { htpasswdLine } from '../helpers/pki.ts';
 
 const temp = tempDir();
 
@@ -156,6 +157,30 @@ describe('derrick serve', { concurrency: 3 }, () => {
       /^derrick: warning: repositories "cdn\/\*\*" are in redirect mode but redirect\.url is not set: .*derrick publish --base-url$/,
     );
     assert.deepEqual(await warnings(['--mode', 'redirect', '--redirect-url', 'https://cdn.example.com']), []);
+  });
+
+  test('htpasswd beside anonymous rules, over plain HTTP: both warnings once at start, naming what to set', async () => {
+    const htpasswd = path.join(temp.dir, 'htpasswd');
+    writeFileSync(htpasswd, `${htpasswdLine('alice', 'alice-secret')}\n`);
+    const server = await serve([
+      '--no-access-log',
+      '--workers',
+      '2',
+      '--data-dir',
+      emptyTree('anonymous'),
+      '--auth-htpasswd',
+      htpasswd,
+      '--access',
+      '[{"match":"public/**","pull":["anonymous"]},{"match":"**","pull":["user:alice"]}]',
+    ]);
+    const result = await server.stop();
+    assert.deepEqual(
+      result.stderr.split('\n').filter((line) => line.startsWith('derrick: warning: ')),
+      [
+        'derrick: warning: passwords and tokens are accepted over plain HTTP; set tls.cert and tls.key, or put derrick behind a TLS proxy',
+        'derrick: warning: anonymous clients may pull, but with auth.htpasswd and no auth.token docker cannot pull without logging in ("no basic auth credentials"); set auth.token.service and auth.token.key to let it (docs/security.md)',
+      ],
+    );
   });
 
   test('with tls.cert and tls.key it speaks HTTPS', async () => {
