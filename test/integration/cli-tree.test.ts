@@ -78,8 +78,8 @@ const READERS: [string, string[]][] = [
   ['unpublish a/b:1', ['unpublish', 'a/b:1']],
   ['unpublish a/b', ['unpublish', 'a/b']],
   // One serving process, and a cluster primary: each checks before it serves (or forks).
-  ['serve --workers 1', ['serve', '--workers', '1', '--listen', '127.0.0.1:0', '--access-log', 'false']],
-  ['serve --workers 2', ['serve', '--workers', '2', '--listen', '127.0.0.1:0', '--access-log', 'false']],
+  ['serve --workers 1', ['serve', '--workers', '1', '--listen', '127.0.0.1:0', '--no-access-log']],
+  ['serve --workers 2', ['serve', '--workers', '2', '--listen', '127.0.0.1:0', '--no-access-log']],
 ];
 
 const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -132,7 +132,7 @@ describe('a --data-dir that holds no published tree', { concurrency: 4 }, () => 
   test('derrick serve with no --data-dir in a directory without ./data → exit 1, names ./data, creates nothing', async () => {
     const cwd = fresh('cwd');
     await fs.mkdir(cwd);
-    const result = await derrick(['serve', '--listen', '127.0.0.1:0', '--access-log', 'false'], cwd);
+    const result = await derrick(['serve', '--listen', '127.0.0.1:0', '--no-access-log'], cwd);
     assertOneLine(result, new RegExp(`^derrick: no published tree at ${escape(path.join(cwd, 'data'))} `));
     assert.deepEqual(await everything(cwd), []);
   });
