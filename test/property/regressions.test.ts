@@ -5,11 +5,31 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseRange } from '../../src/http/send-file.ts';
+import { parseRecord, RecordError } from '../../src/store/record.ts';
+
+const D = `sha256:${'0'.repeat(64)}`;
+const OCI = 'application/vnd.oci.image.manifest.v1+json';
 
 describe('found by the properties', () => {
   test('Range: bytes=-1 on an empty blob is the whole (empty) blob, not a 206 of bytes 0 to -1', () => {
     // RFC 9110 §14.1.1: "a suffix-range with a non-zero suffix-length" is satisfiable, and "if the selected
     // representation is shorter than the specified suffix-length, the entire representation is used".
     assert.equal(parseRange('bytes=-1', 0), undefined);
+  });
+
+  test('a derrick record keeps a tag named __proto__ (a valid tag), instead of dropping it silently', () => {
+    const record = `{"type":"derrick-repository","version":1,"name":"a","protected":false,"updatedAt":"2026-01-01T00:00:00.000Z","tags":{"__proto__":"${D}"},"manifests":{"${D}":{"mediaType":"${OCI}","size":0}},"blobs":{}}`;
+    assert.deepEqual([...parseRecord(Buffer.from(record), 'a.json', 'a').tags], [['__proto__', D]]);
+  });
+
+  test('a derrick record whose __proto__ tag names no manifest is refused like any other tag', () => {
+    const record = `{"type":"derrick-repository","version":1,"name":"a","protected":false,"updatedAt":"2026-01-01T00:00:00.000Z","tags":{"__proto__":"not a digest"},"manifests":{},"blobs":{}}`;
+    assert.throws(() => parseRecord(Buffer.from(record), 'a.json', 'a'), RecordError);
+  });
+
+  test('a Pulp 4 record keeps the amd64 image of a manifest list tagged __proto__', () => {
+    const record = `{"type":"pulp-docker-redirect","version":4,"repository":"r","repo-registry-id":"a","url":"http://a.example/v2/web","manifest_list_amd64_tags":{"__proto__":["${D}",2]}}`;
+    const pulp = parseRecord(Buffer.from(record), 'a.json').pulp;
+    assert.deepEqual([...(pulp?.amd64Tags ?? [])], [['__proto__', { digest: D, schemaVersion: 2 }]]);
   });
 });
