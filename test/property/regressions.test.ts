@@ -3,9 +3,12 @@
  * caught stays fixed whatever the seed.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
 import { parseRange } from '../../src/http/send-file.ts';
 import { parseRecord, RecordError } from '../../src/store/record.ts';
+import { runDerrick, snapshotTree, tempDir } from '../helpers/cli.ts';
+import { singleImageLayout } from '../helpers/images.ts';
 
 const D = `sha256:${'0'.repeat(64)}`;
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
@@ -31,5 +34,30 @@ describe('found by the properties', () => {
     const record = `{"type":"pulp-docker-redirect","version":4,"repository":"r","repo-registry-id":"a","url":"http://a.example/v2/web","manifest_list_amd64_tags":{"__proto__":["${D}",2]}}`;
     const pulp = parseRecord(Buffer.from(record), 'a.json').pulp;
     assert.deepEqual([...(pulp?.amd64Tags ?? [])], [['__proto__', { digest: D, schemaVersion: 2 }]]);
+  });
+
+  test('publish --base-url with a port beyond 65535 is refused before anything is written, not recorded unreadable', async () => {
+    const temp = tempDir('derrick-regression-');
+    after(() => temp.cleanup());
+    const layout = path.join(temp.dir, 'layout');
+    const dataDir = path.join(temp.dir, 'data');
+    await singleImageLayout(layout);
+    const ok = await runDerrick(['publish', '--data-dir', dataDir, `oci:${layout}:latest`, 'a/b:1']);
+    assert.equal(ok.code, 0, ok.stderr);
+    const before = await snapshotTree(dataDir);
+    const url = 'http://cdn.example.com:99999/x';
+    const result = await runDerrick([
+      'publish',
+      '--data-dir',
+      dataDir,
+      '--base-url',
+      url,
+      `oci:${layout}:latest`,
+      'a/b:2',
+    ]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /^derrick: .*--base-url "http:\/\/cdn\.example\.com:99999\/x"/m);
+    assert.deepEqual(await snapshotTree(dataDir), before);
+    assert.equal((await runDerrick(['ls', '--data-dir', dataDir])).code, 0);
   });
 });
