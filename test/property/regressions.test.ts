@@ -3,9 +3,14 @@
  * caught stays fixed whatever the seed.
  */
 import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import tar from 'tar-stream';
 import { parseRange } from '../../src/http/send-file.ts';
+import { openDockerArchive } from '../../src/publish/source-docker-archive.ts';
+import { SourceError } from '../../src/publish/source.ts';
+import { TreeLayout } from '../../src/store/layout.ts';
 import { parseRecord, RecordError } from '../../src/store/record.ts';
 import { runDerrick, snapshotTree, tempDir } from '../helpers/cli.ts';
 import { singleImageLayout } from '../helpers/images.ts';
@@ -59,5 +64,23 @@ describe('found by the properties', () => {
     assert.match(result.stderr, /^derrick: .*--base-url "http:\/\/cdn\.example\.com:99999\/x"/m);
     assert.deepEqual(await snapshotTree(dataDir), before);
     assert.equal((await runDerrick(['ls', '--data-dir', dataDir])).code, 0);
+  });
+
+  test('a docker-archive holding one file name twice leaves no staging file behind when it is refused', async () => {
+    const temp = tempDir('derrick-regression-');
+    after(() => temp.cleanup());
+    const packer = tar.pack();
+    const chunks: Buffer[] = [];
+    packer.on('data', (chunk: unknown) => chunks.push(chunk as Buffer));
+    const ended = new Promise<void>((resolve) => packer.on('end', () => resolve()));
+    packer.entry({ name: 'x' }, 'first');
+    packer.entry({ name: 'x' }, 'second');
+    packer.finalize();
+    await ended;
+    const archive = path.join(temp.dir, 'twice.tar');
+    await fs.writeFile(archive, Buffer.concat(chunks));
+    const layout = new TreeLayout(path.join(temp.dir, 'data'));
+    await assert.rejects(openDockerArchive(layout, archive, undefined), SourceError);
+    assert.deepEqual(await fs.readdir(layout.stagingDir), []);
   });
 });
