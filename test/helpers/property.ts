@@ -26,6 +26,8 @@ export interface HoldsOptions {
   file: string;
   /** Cases in the normal suite (FUZZ_RUNS overrides it); 1,000 unless the property is slow. */
   runs?: number;
+  /** A case still running after this long fails as hung (generous: this detects hangs, it times nothing). */
+  timeoutMs?: number;
 }
 
 /**
@@ -34,14 +36,21 @@ export interface HoldsOptions {
  */
 export async function holds<T>(
   property: fc.IProperty<T> | fc.IAsyncProperty<T>,
-  { file, runs = 1000 }: HoldsOptions,
+  { file, runs = 1000, timeoutMs }: HoldsOptions,
 ): Promise<void> {
   const numRuns = runsFor(runs);
   try {
-    await fc.assert(property, { seed: FUZZ_SEED, numRuns, endOnFailure: false });
+    await fc.assert(property, {
+      seed: FUZZ_SEED,
+      numRuns,
+      endOnFailure: false,
+      ...(timeoutMs === undefined ? {} : { plugins: [fc.timeout(timeoutMs)] }),
+    });
   } catch (error) {
     const relative = path.relative(REPO_ROOT, file);
     const replay = `FUZZ_SEED=${FUZZ_SEED} FUZZ_RUNS=${numRuns} node --import tsx --test ${relative}`;
-    throw new Error(`${(error as Error).message}\n\nReproduce with: ${replay}`, { cause: error });
+    const cause = (error as Error).cause;
+    const why = cause instanceof Error ? `\n\nThe property failed with: ${cause.message}` : '';
+    throw new Error(`${(error as Error).message}${why}\n\nReproduce with: ${replay}`, { cause: error });
   }
 }
