@@ -33,6 +33,8 @@ export function parseRange(
   if (first === '') {
     const suffix = Number(last);
     if (suffix === 0) return 'unsatisfiable';
+    // An empty blob has no byte a 206 could name (`bytes 0--1/0`): RFC 9110 then uses the entire representation.
+    if (size === 0) return undefined;
     return { start: Math.max(0, size - suffix), end: size - 1 };
   }
   const start = Number(first);

@@ -26,7 +26,7 @@ import {
   type StagedFile,
 } from '../store/content.ts';
 import { acquireLock, registerPublisher, repositoryLockKey } from '../store/locks.ts';
-import type { ManifestEntry } from '../store/record-schema.ts';
+import { derrickRecordSchema, type ManifestEntry } from '../store/record-schema.ts';
 import { emptyRepository } from '../store/record.ts';
 import type { Tree } from '../store/tree.ts';
 import { collect, mayBeAbsent, type Collected, type CollectedManifest } from './collect.ts';
@@ -100,6 +100,11 @@ export function validateDestinations(destinations: Destination[], allTags: boole
 export async function publish(options: PublishOptions): Promise<PublishResult> {
   const { tree, destinations, progress } = options;
   validateDestinations(destinations, options.allTags);
+  // The record's own check, so that publish never writes a record derrick then cannot read.
+  if (options.baseUrl !== undefined && !derrickRecordSchema.shape.baseUrl.safeParse(options.baseUrl).success)
+    throw new PublishError(
+      `--base-url "${options.baseUrl}" is not a valid http(s) URL, e.g. https://cdn.example.com/v2/web`,
+    );
   for (const { name } of destinations) {
     const collision = await tree.findCollision(name);
     if (collision !== undefined)

@@ -92,10 +92,13 @@ export async function openDockerArchive(
     for await (const entry of extract) {
       const name = normalize(entry.header.name);
       if (entry.header.type === 'file' || entry.header.type === 'contiguous-file') {
+        const earlier = staged.get(name);
         staged.set(
           name,
           await stageStream(layout, entry as AsyncIterable<Uint8Array>, 'sha256:', onBytes, signal),
         );
+        // A name seen twice: the later entry wins (as tar extracts it), and the earlier file is nobody's.
+        if (earlier) await fs.rm(earlier.path, { force: true });
       } else {
         if (entry.header.type === 'symlink' && entry.header.linkname) {
           links.set(

@@ -73,7 +73,16 @@ export function parseRecord(bytes: Uint8Array, file: string, expectedName?: stri
   if (type === 'derrick-repository') {
     const parsed = derrickRecordSchema.safeParse(json);
     if (!parsed.success) throw new RecordError(file, describeIssues(parsed.error));
-    const repository = fromDerrick(parsed.data, file);
+    const tags = [
+      ...Object.entries(parsed.data.tags),
+      ...protoEntry(
+        (json as { tags?: unknown }).tags,
+        derrickRecordSchema.shape.tags.valueType,
+        file,
+        'tags',
+      ),
+    ];
+    const repository = fromDerrick(parsed.data, tags, file);
     if (expectedName !== undefined && repository.name !== expectedName) {
       throw new RecordError(
         file,
@@ -89,15 +98,36 @@ export function parseRecord(bytes: Uint8Array, file: string, expectedName?: stri
     }
     const parsed = pulpRecordSchema.safeParse(json);
     if (!parsed.success) throw new RecordError(file, describeIssues(parsed.error));
-    return fromPulp(parsed.data);
+    const amd64 = [
+      ...Object.entries(parsed.data.manifest_list_amd64_tags ?? {}),
+      ...protoEntry(
+        (json as { manifest_list_amd64_tags?: unknown }).manifest_list_amd64_tags,
+        pulpRecordSchema.shape.manifest_list_amd64_tags.unwrap().valueType,
+        file,
+        'manifest_list_amd64_tags',
+      ),
+    ];
+    return fromPulp(parsed.data, amd64);
   }
   throw new RecordError(file, 'type: expected "derrick-repository" or "pulp-docker-redirect"');
 }
 
-function fromDerrick(record: DerrickRecord, file: string): Repository {
+/**
+ * zod leaves a `__proto__` key out of a record it parses (so that it cannot replace a prototype), but `__proto__`
+ * is a valid tag: its value is checked with the record's value schema and given back here, so that a tag published
+ * under that name is not silently lost.
+ */
+function protoEntry<T>(raw: unknown, value: z.ZodType<T>, file: string, key: string): [string, T][] {
+  if (typeof raw !== 'object' || raw === null || !Object.hasOwn(raw, '__proto__')) return [];
+  const result = value.safeParse((raw as Record<string, unknown>)['__proto__']);
+  if (!result.success) throw new RecordError(file, `${key}.__proto__: ${describeIssues(result.error)}`);
+  return [['__proto__', result.data]];
+}
+
+function fromDerrick(record: DerrickRecord, tags: [string, string][], file: string): Repository {
   const manifests = new Map(Object.entries(record.manifests));
   const blobs = new Map(Object.entries(record.blobs));
-  for (const [tag, digest] of Object.entries(record.tags)) {
+  for (const [tag, digest] of tags) {
     if (!manifests.has(digest)) throw new RecordError(file, `tags.${tag}: ${digest} is not in manifests`);
   }
   for (const [digest, entry] of manifests) {
@@ -115,7 +145,7 @@ function fromDerrick(record: DerrickRecord, file: string): Repository {
     format: 'derrick',
     protected: record.protected,
     baseUrl: record.baseUrl,
-    tags: new Map(Object.entries(record.tags).sort(([a], [b]) => compareStrings(a, b))),
+    tags: new Map(tags.sort(([a], [b]) => compareStrings(a, b))),
     manifests,
     blobs,
     updatedAt: record.updatedAt,
@@ -123,9 +153,9 @@ function fromDerrick(record: DerrickRecord, file: string): Repository {
   };
 }
 
-function fromPulp(record: PulpRecord): Repository {
+function fromPulp(record: PulpRecord, amd64Tags: [string, [string, number]][]): Repository {
   const amd64 = new Map<string, { digest: string; schemaVersion: number }>();
-  for (const [tag, [digest, schemaVersion]] of Object.entries(record.manifest_list_amd64_tags ?? {})) {
+  for (const [tag, [digest, schemaVersion]] of amd64Tags) {
     amd64.set(tag, { digest, schemaVersion });
   }
   return {
