@@ -14,9 +14,15 @@ import { closest } from './suggest.ts';
 const requireYaml = (): typeof import('yaml') =>
   createRequire(import.meta.url)('yaml') as typeof import('yaml');
 
+/** One line, whatever keys and values it quotes: a control character (CR, LF, …) is shown as its escape. */
+function oneLine(message: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this replaces
+  return message.replace(/[\u0000-\u001f\u007f]/g, (char) => JSON.stringify(char).slice(1, -1));
+}
+
 export class ConfigError extends Error {
   constructor(message: string) {
-    super(message);
+    super(oneLine(message));
     this.name = 'ConfigError';
   }
 }

@@ -36,6 +36,7 @@ function outcome(sources: ConfigSources): Config | ConfigError {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     assert.ok(error.message.length > 0);
+    assert.doesNotMatch(error.message, /[\r\n]/, `not one line: ${JSON.stringify(error.message)}`);
     return error;
   }
 }

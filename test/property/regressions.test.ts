@@ -3,10 +3,11 @@
  * caught stays fixed whatever the seed.
  */
 import assert from 'node:assert/strict';
-import { promises as fs } from 'node:fs';
+import { promises as fs, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import tar from 'tar-stream';
+import { ConfigError, loadConfig } from '../../src/config/load.ts';
 import { parseRange } from '../../src/http/send-file.ts';
 import { openDockerArchive } from '../../src/publish/source-docker-archive.ts';
 import { SourceError } from '../../src/publish/source.ts';
@@ -19,6 +20,31 @@ const D = `sha256:${'0'.repeat(64)}`;
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
 
 describe('found by the properties', () => {
+  test("a configuration error quoting CR LF (a variable's value, a YAML key) is still one line", () => {
+    const refused = (load: () => unknown): string => {
+      try {
+        load();
+      } catch (error) {
+        assert.ok(error instanceof ConfigError);
+        return error.message;
+      }
+      assert.fail('accepted');
+    };
+    const value = refused(() => loadConfig({ env: { DERRICK_CACHE_RECORDS: '\r\n' } }));
+    assert.equal(
+      value,
+      'environment variable DERRICK_CACHE_RECORDS: cache.records: expected a whole number ≥ 0, got "\\r\\n"',
+    );
+    const temp = tempDir('derrick-regression-');
+    const yaml = path.join(temp.dir, 'group.yaml');
+    writeFileSync(yaml, 'auth:\n  groups:\n    "\\r\\n": [user:a]\n');
+    assert.doesNotMatch(
+      refused(() => loadConfig({ file: yaml })),
+      /[\r\n]/,
+    );
+    temp.cleanup();
+  });
+
   test('Range: bytes=-1 on an empty blob is the whole (empty) blob, not a 206 of bytes 0 to -1', () => {
     // RFC 9110 §14.1.1: "a suffix-range with a non-zero suffix-length" is satisfiable, and "if the selected
     // representation is shorter than the specified suffix-length, the entire representation is used".
