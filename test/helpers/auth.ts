@@ -2,7 +2,7 @@
  * A published tree for authentication tests, and what those tests keep asking of it: one image (with a referrer)
  * published as public/app, team/app, norule/app and — protected — open/app and secret/app; users alice (group dev),
  * bob and carol in an htpasswd file; access rules over them; the five read endpoints of a repository (and the
- * answer of the one, referrers, that is never 404); Basic headers; the claims of a JWT; and answers made comparable
+ * answer of the one, referrers, that is never 404); a request with given credentials or none; Basic headers; the claims of a JWT; and answers made comparable
  * across two repository names.
  */
 import assert from 'node:assert/strict';
@@ -112,6 +112,25 @@ export function repositoryUrls(name: string, tree: AuthTree): [string, string][]
 }
 
 export const METHODS = ['GET', 'HEAD'] as const;
+
+/**
+ * `method url` through app.inject(), with `authorization` when given (without: an anonymous client), from
+ * `remoteAddress` when given (the failed-login limit counts per address).
+ */
+export function request(
+  app: FastifyInstance,
+  method: string,
+  url: string,
+  authorization?: string,
+  remoteAddress?: string,
+): Promise<LightMyRequestResponse> {
+  return app.inject({
+    method: method as 'GET',
+    url,
+    headers: authorization === undefined ? {} : { authorization },
+    ...(remoteAddress === undefined ? {} : { remoteAddress }),
+  });
+}
 
 /**
  * Whether `url` asks for referrers: the endpoint that never answers 404. "If the registry supports the referrers

@@ -20,6 +20,7 @@ import {
   METHODS,
   PULLABLE,
   repositoryUrls,
+  request,
   RULES,
   SERVICE,
   type AuthTree,
@@ -92,19 +93,6 @@ after(async () => {
   await Promise.all(apps.map((app) => app.close()));
   scratch.cleanup();
 });
-
-function request(
-  app: FastifyInstance,
-  method: string,
-  url: string,
-  authorization?: string,
-): Promise<LightMyRequestResponse> {
-  return app.inject({
-    method: method as 'GET',
-    url,
-    headers: authorization === undefined ? {} : { authorization },
-  });
-}
 
 /** What a client can tell two answers apart by: status, the challenge, the error code, the body. */
 function seen(answer: LightMyRequestResponse): Record<string, unknown> {

@@ -31,6 +31,7 @@ import {
   PASSWORDS,
   PULLABLE,
   repositoryUrls,
+  request,
   RULES,
   SERVICE,
   writeHtpasswd,
@@ -95,21 +96,6 @@ after(async () => {
   await Promise.all(apps.map((app) => app.close()));
   scratch.cleanup();
 });
-
-function request(
-  app: FastifyInstance,
-  method: string,
-  url: string,
-  authorization?: string,
-  remoteAddress?: string,
-): Promise<LightMyRequestResponse> {
-  return app.inject({
-    method: method as 'GET',
-    url,
-    headers: authorization === undefined ? {} : { authorization },
-    ...(remoteAddress === undefined ? {} : { remoteAddress }),
-  });
-}
 
 /** A denied answer: status, OCI error code (GET) or no body (HEAD), and never a Location. */
 function assertDenied(
