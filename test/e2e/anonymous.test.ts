@@ -29,7 +29,7 @@ import { containersClientConfig, podmanStateArgs } from '../helpers/containers.t
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { singleImageLayout } from '../helpers/images.ts';
 import { htpasswdLine, makePki, tokenKey, type KeyPair, type Pki } from '../helpers/pki.ts';
-import { publishInto, type Answered } from '../helpers/server.ts';
+import { publishInto, readAnswer, type Answered } from '../helpers/server.ts';
 
 // Short: podman refuses a runroot path over 50 characters.
 const temp = tempDir('derrick-anon-');
@@ -390,20 +390,7 @@ function send(
   assert.equal(url.host, running.host, `docker would not send this to ${running.host}: ${target}`);
   const options = { method, headers, agent: false as const };
   return new Promise((resolve, reject) => {
-    const respond = (response: http.IncomingMessage): void => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('error', reject);
-      response.on('end', () => {
-        const bytes = Buffer.concat(chunks);
-        resolve({
-          statusCode: response.statusCode ?? 0,
-          headers: response.headers,
-          body: bytes.toString(),
-          bytes,
-        });
-      });
-    };
+    const respond = (response: http.IncomingMessage): void => void readAnswer(response).then(resolve, reject);
     const outgoing =
       url.protocol === 'https:'
         ? https.request(url, { ...options, ca: readFileSync(pki.ca) }, respond)

@@ -33,7 +33,7 @@ import {
   type KeyPair,
   type Pki,
 } from '../helpers/pki.ts';
-import { assertOciError, header, publishInto, type Answered } from '../helpers/server.ts';
+import { assertOciError, header, publishInto, readAnswer, type Answered } from '../helpers/server.ts';
 
 const temp = tempDir('derrick-e2e-auth-');
 after(() => temp.cleanup());
@@ -301,18 +301,11 @@ function request(
         ca: readFileSync(f.pki.ca),
         ...(who.cert ? { cert: readFileSync(who.cert.cert), key: readFileSync(who.cert.key) } : {}),
       },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('error', reject);
-        response.on('end', () =>
-          resolve({
-            statusCode: response.statusCode ?? 0,
-            headers: response.headers,
-            body: Buffer.concat(chunks).toString('utf8'),
-          }),
-        );
-      },
+      (response) =>
+        void readAnswer(response).then(
+          ({ statusCode, headers, body }) => resolve({ statusCode, headers, body }),
+          reject,
+        ),
     );
     outgoing.on('error', reject);
     outgoing.end();

@@ -151,23 +151,28 @@ export function rawRequest(
   return new Promise((resolve, reject) => {
     const request = http.request(
       { host: '127.0.0.1', port, method, path: rawPath, headers, agent: false },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('error', reject);
-        response.on('end', () => {
-          const bytes = Buffer.concat(chunks);
-          resolve({
-            statusCode: response.statusCode ?? 0,
-            headers: response.headers,
-            body: bytes.toString('utf8'),
-            bytes,
-          });
-        });
-      },
+      (response) => void readAnswer(response).then(resolve, reject),
     );
     request.on('error', reject);
     request.end();
+  });
+}
+
+/** All of a node:http(s) response: its status, its headers, and its body as bytes and as UTF-8 text. */
+export function readAnswer(response: http.IncomingMessage): Promise<Answered & { bytes: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    response.on('data', (chunk: Buffer) => chunks.push(chunk));
+    response.on('error', reject);
+    response.on('end', () => {
+      const bytes = Buffer.concat(chunks);
+      resolve({
+        statusCode: response.statusCode ?? 0,
+        headers: response.headers,
+        body: bytes.toString('utf8'),
+        bytes,
+      });
+    });
   });
 }
 

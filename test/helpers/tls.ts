@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { TLSSocket } from 'node:tls';
 import type { KeyPair } from './pki.ts';
-import type { Answered } from './server.ts';
+import { readAnswer, type Answered } from './server.ts';
 
 export interface TlsAnswer extends Answered {
   /** SHA-256 fingerprint of the certificate the server presented. */
@@ -39,17 +39,10 @@ export function httpsGet(
         const socket = response.socket;
         assert.ok(socket instanceof TLSSocket);
         const fingerprint = socket.getPeerCertificate().fingerprint256;
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('error', reject);
-        response.on('end', () => {
-          resolve({
-            statusCode: response.statusCode ?? 0,
-            headers: response.headers,
-            body: Buffer.concat(chunks).toString('utf8'),
-            fingerprint,
-          });
-        });
+        void readAnswer(response).then(
+          ({ statusCode, headers, body }) => resolve({ statusCode, headers, body, fingerprint }),
+          reject,
+        );
       },
     );
     request.on('error', reject);
