@@ -20,7 +20,7 @@ import { silentProgress } from '../../src/publish/progress.ts';
 import { publish, type Destination, type PublishResult } from '../../src/publish/publisher.ts';
 import { Tree } from '../../src/store/tree.ts';
 import { runDerrick } from './cli.ts';
-import { LayoutBuilder, type Descriptor } from './images.ts';
+import { LayoutBuilder, MT, type Descriptor } from './images.ts';
 
 export const API_VERSION_HEADER = 'docker-distribution-api-version';
 export const API_VERSION = 'registry/2.0';
@@ -190,11 +190,20 @@ export interface Fixtures {
   dockerList: { list: Descriptor; amd64: Descriptor; arm64: Descriptor };
   /** ref `noamd64`: an OCI index of linux/arm64/v8 and linux/s390x only. */
   noAmd64: { index: Descriptor; children: Descriptor[] };
-  /** ref `signed`: an image, and an unnamed artifact (a signature) whose subject it is. */
-  signed: { image: Descriptor; artifact: Descriptor; artifactType: string };
+  /**
+   * ref `signed`: an image, and an unnamed artifact (a signature) whose subject it is; `referrer` is the descriptor
+   * the referrers API lists for the artifact (with its artifactType and annotations).
+   */
+  signed: {
+    image: Descriptor;
+    artifact: Descriptor;
+    artifactType: string;
+    referrer: Record<string, unknown>;
+  };
 }
 
 export const SIGNATURE_TYPE = 'application/vnd.example.signature.v1';
+const SIGNATURE_ANNOTATIONS = { 'org.example.signer': 'test' };
 
 export async function buildFixtures(dir: string): Promise<Fixtures> {
   const builder = new LayoutBuilder(dir);
@@ -221,9 +230,7 @@ export async function buildFixtures(dir: string): Promise<Fixtures> {
   ];
   const noAmd64 = builder.index(noAmd64Children);
   const signedImage = await builder.image({ files: { 'hello.txt': 'signed\n' } });
-  const artifact = builder.artifact(signedImage, SIGNATURE_TYPE, 'signature-bytes', {
-    'org.example.signer': 'test',
-  });
+  const artifact = builder.artifact(signedImage, SIGNATURE_TYPE, 'signature-bytes', SIGNATURE_ANNOTATIONS);
   builder
     .add(single, 'single')
     .add(other, 'other')
@@ -240,6 +247,17 @@ export async function buildFixtures(dir: string): Promise<Fixtures> {
     multi: { index: multiIndex, ...multi },
     dockerList: { list: dockerList, ...docker },
     noAmd64: { index: noAmd64, children: noAmd64Children },
-    signed: { image: signedImage, artifact, artifactType: SIGNATURE_TYPE },
+    signed: {
+      image: signedImage,
+      artifact,
+      artifactType: SIGNATURE_TYPE,
+      referrer: {
+        mediaType: MT.ociManifest,
+        digest: artifact.digest,
+        size: artifact.size,
+        artifactType: SIGNATURE_TYPE,
+        annotations: SIGNATURE_ANNOTATIONS,
+      },
+    },
   };
 }

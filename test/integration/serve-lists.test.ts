@@ -328,14 +328,6 @@ describe('_catalog', () => {
 describe('referrers', () => {
   type Index = { schemaVersion: number; mediaType: string; manifests: Record<string, unknown>[] };
 
-  const artifactDescriptor = (): Record<string, unknown> => ({
-    mediaType: MT.ociManifest,
-    digest: fixtures.signed.artifact.digest,
-    size: fixtures.signed.artifact.size,
-    artifactType: fixtures.signed.artifactType,
-    annotations: { 'org.example.signer': 'test' },
-  });
-
   test('GET referrers of an image → 200, an OCI index listing its artifact', async () => {
     const response = await app.inject({
       method: 'GET',
@@ -347,7 +339,7 @@ describe('referrers', () => {
     assert.deepEqual(response.json<Index>(), {
       schemaVersion: 2,
       mediaType: MT.ociIndex,
-      manifests: [artifactDescriptor()],
+      manifests: [fixtures.signed.referrer],
     });
     assert.equal(header(response, 'oci-filters-applied'), undefined);
   });
@@ -360,7 +352,7 @@ describe('referrers', () => {
     });
     assert.equal(response.statusCode, 200);
     assert.equal(header(response, 'content-type'), MT.ociIndex);
-    assert.deepEqual(response.json<Index>().manifests, [artifactDescriptor()]);
+    assert.deepEqual(response.json<Index>().manifests, [fixtures.signed.referrer]);
     assert.equal(header(response, 'oci-filters-applied'), 'artifactType');
   });
 
