@@ -126,6 +126,18 @@ async function registryError(
 const BASIC_CHALLENGE = 'Basic realm="derrick",charset="UTF-8"';
 const BEARER_CHALLENGE = `Bearer realm="${REALM}",service="${SERVICE}"`;
 
+/** `authorization` authenticated against htpasswd logins: 401 UNAUTHORIZED, counted as one failed login. */
+async function failedLogin(authorization: string): Promise<RegistryError> {
+  const log = fakeLog();
+  const error = await registryError(
+    makeAuth(basicFlags(), log).authenticate(facts({ authorization })),
+    'UNAUTHORIZED',
+    401,
+  );
+  assert.equal(log.failedLogins(), 1);
+  return error;
+}
+
 describe('Auth.authenticate', () => {
   test('no Authorization header: anonymous, whatever is configured', async () => {
     for (const flags of [basicFlags(), tokenFlags(), nothingFlags()]) {
@@ -219,15 +231,9 @@ describe('Auth.authenticate', () => {
     ['nothing but spaces', '   ', /^malformed Authorization header/],
   ] as const) {
     test(`malformed Basic credentials (${what}): 401, and a failed login`, async () => {
-      const log = fakeLog();
-      const error = await registryError(
-        makeAuth(basicFlags(), log).authenticate(facts({ authorization })),
-        'UNAUTHORIZED',
-        401,
-      );
+      const error = await failedLogin(authorization);
       assert.match(error.message, message);
       assert.equal(error.headers['www-authenticate'], BASIC_CHALLENGE);
-      assert.equal(log.failedLogins(), 1);
     });
   }
 
@@ -506,14 +512,7 @@ describe('Auth.authenticate: empty Basic credentials are an anonymous client', (
     ['garbage', 'Basic Og==Og==', /^malformed Basic credentials/],
   ] as const)
     test(`${what} is still a real login that fails, and counts`, async () => {
-      const log = fakeLog();
-      const error = await registryError(
-        makeAuth(basicFlags(), log).authenticate(facts({ authorization })),
-        'UNAUTHORIZED',
-        401,
-      );
-      assert.match(error.message, message);
-      assert.equal(log.failedLogins(), 1);
+      assert.match((await failedLogin(authorization)).message, message);
     });
 });
 
