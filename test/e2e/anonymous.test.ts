@@ -15,7 +15,6 @@
  * by one over real HTTP, for a pull and for `docker login`, in each setup.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -23,7 +22,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { collectOutput, digestOf, tempDir, type RunResult } from '../helpers/cli.ts';
+import { digestOf, execute, tempDir, type RunResult } from '../helpers/cli.ts';
 import { startContainerd, type Containerd } from '../helpers/containerd.ts';
 import { containersClientConfig, podmanStateArgs } from '../helpers/containers.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
@@ -164,13 +163,8 @@ after(async () => {
 });
 
 /** Runs a command to completion, whatever its exit code, with the clients' own configuration. */
-function exec(command: string, args: string[]): Promise<RunResult> {
-  const child = spawn(command, args, {
-    env: { ...process.env, ...CLIENT_ENV },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return collectOutput(child);
-}
+const exec = (command: string, args: string[]): Promise<RunResult> =>
+  execute(command, args, { env: CLIENT_ENV });
 
 const skopeo = (args: string[]): Promise<RunResult> => exec('skopeo', ['--policy', POLICY, ...args]);
 const podman = (state: string, args: string[]): Promise<RunResult> =>

@@ -15,13 +15,12 @@
  *   secret/vault:v1 (protected)   secret/**  → anonymous (protected: any authenticated client, never anonymous)
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { collectOutput, digestOf, startDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
+import { digestOf, execute, runDerrickWithoutServing, tempDir, type RunResult } from '../helpers/cli.ts';
 import { containersClientConfig, podmanStateArgs } from '../helpers/containers.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { imageWithReferrerLayout, singleImageLayout, type Descriptor } from '../helpers/images.ts';
@@ -44,13 +43,8 @@ const fresh = (label: string): string => path.join(temp.dir, `${label}-${++count
 const { policy: POLICY, env: CLIENT_ENV } = containersClientConfig(path.join(temp.dir, 'client-config'));
 
 /** Runs a command to completion, whatever its exit code. */
-function exec(command: string, args: string[]): Promise<RunResult> {
-  const child = spawn(command, args, {
-    env: { ...process.env, ...CLIENT_ENV },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return collectOutput(child);
-}
+const exec = (command: string, args: string[]): Promise<RunResult> =>
+  execute(command, args, { env: CLIENT_ENV });
 
 const skopeo = (args: string[]): Promise<RunResult> => exec('skopeo', ['--policy', POLICY, ...args]);
 
@@ -823,21 +817,8 @@ describe('a running derrick picks up a changed htpasswd file and, on SIGHUP, cha
 });
 
 /** `derrick serve --config <file>` that should not start: its exit and output (SIGTERM if it serves after all). */
-async function serveInvalid(config: string): Promise<RunResult & { served: boolean }> {
-  const child = startDerrick(['serve', '--config', config, '--no-access-log']);
-  let served = false;
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-    if (!served && /^derrick: serving /m.test(stderr)) {
-      served = true;
-      child.kill('SIGTERM');
-    }
-  });
-  const safety = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  const result = await collectOutput(child);
-  clearTimeout(safety);
-  return { ...result, served };
+function serveInvalid(config: string): Promise<RunResult & { served: boolean }> {
+  return runDerrickWithoutServing(['serve', '--config', config, '--no-access-log']);
 }
 
 describe('an invalid configuration at start', () => {

@@ -42,6 +42,31 @@ export function runDerrick(args: string[], options: DerrickOptions = {}): Promis
   return collectOutput(child);
 }
 
+/**
+ * Runs `derrick <args>` to completion, for a test that expects it to refuse or to finish: a `serve` that starts
+ * serving after all is stopped at once (SIGTERM; SIGKILL should it still run 60 s later), so the test fails
+ * instead of hanging. `served` says it did.
+ */
+export async function runDerrickWithoutServing(
+  args: string[],
+  options: DerrickOptions = {},
+): Promise<RunResult & { served: boolean }> {
+  const child = startDerrick(args, options);
+  let served = false;
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    if (!served && /^derrick: serving /m.test(stderr)) {
+      served = true;
+      child.kill('SIGTERM');
+    }
+  });
+  const safety = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const result = await collectOutput(child);
+  clearTimeout(safety);
+  return { ...result, served };
+}
+
 export function collectOutput(child: ChildProcess): Promise<RunResult> {
   let stdout = '';
   let stderr = '';
@@ -53,8 +78,8 @@ export function collectOutput(child: ChildProcess): Promise<RunResult> {
   });
 }
 
-/** Runs any command to completion (skopeo, umoci, …); rejects with its output when it fails. */
-export async function run(
+/** Runs any command to completion (skopeo, podman, curl, …), whatever its exit status. */
+export function execute(
   command: string,
   args: string[],
   options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
@@ -64,7 +89,16 @@ export async function run(
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const result = await collectOutput(child);
+  return collectOutput(child);
+}
+
+/** Runs any command to completion (skopeo, umoci, …); rejects with its output when it fails. */
+export async function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
+  const result = await execute(command, args, options);
   if (result.code !== 0) {
     throw new Error(`${command} ${args.join(' ')} exited ${result.code}: ${result.stderr}${result.stdout}`);
   }

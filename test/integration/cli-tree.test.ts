@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { collectOutput, REPO_ROOT, startDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
+import { REPO_ROOT, runDerrickWithoutServing, tempDir, type RunResult } from '../helpers/cli.ts';
 
 const temp = tempDir('derrick-cli-tree-');
 after(() => temp.cleanup());
@@ -40,18 +40,8 @@ before(async () => {
  * Runs `derrick <args>`; a `serve` that starts serving after all is stopped at once, so a test that should see a
  * refusal fails instead of hanging.
  */
-async function derrick(args: string[], cwd?: string): Promise<RunResult & { served: boolean }> {
-  const child = startDerrick(args, { env, ...(cwd === undefined ? {} : { cwd }) });
-  let served = false;
-  let stderr = '';
-  child.stderr?.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-    if (!served && /^derrick: serving /m.test(stderr)) {
-      served = true;
-      child.kill('SIGTERM');
-    }
-  });
-  return { ...(await collectOutput(child)), served };
+function derrick(args: string[], cwd?: string): Promise<RunResult & { served: boolean }> {
+  return runDerrickWithoutServing(args, { env, ...(cwd === undefined ? {} : { cwd }) });
 }
 
 /** Every path below `dir`, directories included (an empty directory made by mistake counts). */
