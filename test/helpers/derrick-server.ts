@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { startDerrick } from './cli.ts';
-import { exited, waitForExit } from './processes.ts';
+import { exited, waitForExit, waitForPrinted } from './processes.ts';
 
 const READY = /^derrick: serving (.+) on (https?):\/\/127\.0\.0\.1:(\d+) \(mode (\w+)\)$/m;
 
@@ -94,85 +94,41 @@ export async function startDerrickServer(
   };
 
   const timeoutMs = options.timeoutMs ?? 30000;
-  const ready = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      finish();
-      reject(new Error(`derrick serve printed no "serving" line within ${timeoutMs} ms:\n${output}`));
-    }, timeoutMs);
-    const onData = (): void => {
-      const match = READY.exec(stderr);
-      if (match) {
-        finish();
-        resolve(match);
-      }
-    };
-    const onExit = (code: number | null, signal: string | null): void => {
-      finish();
-      reject(new Error(`derrick serve exited (${signal ?? code}) before listening:\n${output}`));
-    };
-    const onError = (error: Error): void => {
-      finish();
-      reject(error);
-    };
-    function finish(): void {
-      clearTimeout(timer);
-      child.stderr?.off('data', onData);
-      child.off('exit', onExit);
-      child.off('error', onError);
-    }
-    child.stderr?.on('data', onData);
-    child.once('exit', onExit);
-    child.once('error', onError);
-  }).catch(async (error: unknown) => {
+  await waitForPrinted(
+    child,
+    () => READY.test(stderr),
+    (ended) =>
+      new Error(
+        ended === undefined
+          ? `derrick serve printed no "serving" line within ${timeoutMs} ms:\n${output}`
+          : `derrick serve exited (${ended}) before listening:\n${output}`,
+      ),
+    timeoutMs,
+  ).catch(async (error: unknown) => {
     await stop();
     throw error;
   });
+  const ready = READY.exec(stderr) ?? [];
 
-  const waitForOutput = (pattern: RegExp, options: WaitForOutputOptions = {}): Promise<string> => {
+  const waitForOutput = async (pattern: RegExp, options: WaitForOutputOptions = {}): Promise<string> => {
     const { from = 0, count = 1, timeoutMs: waitMs = 30000 } = options;
     const global = new RegExp(
       pattern.source,
       pattern.flags.includes('g') ? pattern.flags : `${pattern.flags}g`,
     );
-    const seen = (): boolean => (output.slice(from).match(global)?.length ?? 0) >= count;
-    if (seen()) return Promise.resolve(output);
-    if (exited(child))
-      return Promise.reject(
-        new Error(`derrick serve has exited without printing ${pattern}:\n${output.slice(from)}`),
-      );
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        finish();
-        reject(
-          new Error(
-            `derrick serve did not print ${pattern} ×${count} within ${waitMs} ms:\n${output.slice(from)}`,
-          ),
-        );
-      }, waitMs);
-      const onData = (): void => {
-        // The output listeners above were added first, so `output` already holds this chunk.
-        if (!seen()) return;
-        finish();
-        resolve(output);
-      };
-      const onExit = (code: number | null, signal: string | null): void => {
-        finish();
-        reject(
-          new Error(
-            `derrick serve exited (${signal ?? code}) before printing ${pattern}:\n${output.slice(from)}`,
-          ),
-        );
-      };
-      function finish(): void {
-        clearTimeout(timer);
-        child.stdout?.off('data', onData);
-        child.stderr?.off('data', onData);
-        child.off('exit', onExit);
-      }
-      child.stdout?.on('data', onData);
-      child.stderr?.on('data', onData);
-      child.once('exit', onExit);
-    });
+    await waitForPrinted(
+      child,
+      // The output listeners above were added first, so `output` already holds each chunk.
+      () => (output.slice(from).match(global)?.length ?? 0) >= count,
+      (ended) =>
+        new Error(
+          ended === undefined
+            ? `derrick serve did not print ${pattern} ×${count} within ${waitMs} ms:\n${output.slice(from)}`
+            : `derrick serve exited (${ended}) before printing ${pattern}:\n${output.slice(from)}`,
+        ),
+      waitMs,
+    );
+    return output;
   };
 
   const [, , scheme = 'http', port = '', mode = ''] = ready;

@@ -27,6 +27,7 @@ import {
   type RunResult,
 } from '../helpers/cli.ts';
 import { largeImageLayout } from '../helpers/images.ts';
+import { waitForPrinted } from '../helpers/processes.ts';
 
 const temp = tempDir('derrick-interrupt-');
 after(() => temp.cleanup());
@@ -144,26 +145,11 @@ function startPublish(args: string[], tty: boolean): Publishing {
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const done = collectOutput(child);
   const waitFor = (pattern: RegExp): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (!pattern.test(output)) return;
-        finish();
-        resolve();
-      };
-      const onExit = (): void => {
-        finish();
-        reject(new Error(`the publish ended before printing ${String(pattern)}:\n${output}`));
-      };
-      function finish(): void {
-        child.stdout?.off('data', check);
-        child.stderr?.off('data', check);
-        child.off('exit', onExit);
-      }
-      child.stdout?.on('data', check);
-      child.stderr?.on('data', check);
-      child.once('exit', onExit);
-      check();
-    });
+    waitForPrinted(
+      child,
+      () => pattern.test(output),
+      () => new Error(`the publish ended before printing ${String(pattern)}:\n${output}`),
+    );
   const interrupt = (signal: 'SIGINT' | 'SIGTERM'): void => {
     if (!tty) {
       child.kill(signal);
