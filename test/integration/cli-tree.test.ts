@@ -44,6 +44,11 @@ function derrick(args: string[], cwd?: string): Promise<RunResult & { served: bo
   return runDerrickWithoutServing(args, { env, ...(cwd === undefined ? {} : { cwd }) });
 }
 
+/** `derrick <args> --data-dir <dataDir>`; `__PULP__` in `args` stands for the Pulp tree (the tables below are written before it exists). */
+function derrickOn(args: string[], dataDir: string): Promise<RunResult & { served: boolean }> {
+  return derrick([...args.map((arg) => (arg === '__PULP__' ? pulpDir : arg)), '--data-dir', dataDir]);
+}
+
 /** Every path below `dir`, directories included (an empty directory made by mistake counts). */
 async function everything(dir: string): Promise<string[]> {
   const entries = await fs.readdir(dir, { recursive: true }).catch(() => undefined);
@@ -80,7 +85,7 @@ describe('a --data-dir that holds no published tree', { concurrency: 4 }, () => 
       const dataDir = fresh('plain');
       await fs.mkdir(dataDir);
       await fs.writeFile(path.join(dataDir, 'notes.txt'), 'not a tree\n');
-      const result = await derrick([...args, '--data-dir', dataDir]);
+      const result = await derrickOn(args, dataDir);
       assertOneLine(
         result,
         new RegExp(
@@ -93,10 +98,7 @@ describe('a --data-dir that holds no published tree', { concurrency: 4 }, () => 
     test(`derrick ${what} on an empty directory → exit 1, "no published tree", creates nothing`, async () => {
       const dataDir = fresh('empty');
       await fs.mkdir(dataDir);
-      assertOneLine(
-        await derrick([...args, '--data-dir', dataDir]),
-        /^derrick: no published tree at .* \(no v2\/ inside\)/,
-      );
+      assertOneLine(await derrickOn(args, dataDir), /^derrick: no published tree at .* \(no v2\/ inside\)/);
       assert.deepEqual(await everything(dataDir), []);
     });
 
@@ -105,7 +107,7 @@ describe('a --data-dir that holds no published tree', { concurrency: 4 }, () => 
       await fs.mkdir(parent);
       const dataDir = path.join(parent, 'data');
       assertOneLine(
-        await derrick([...args, '--data-dir', dataDir]),
+        await derrickOn(args, dataDir),
         new RegExp(`^derrick: no published tree at ${escape(dataDir)} \\(the directory does not exist\\)`),
       );
       assert.deepEqual(await everything(parent), []);
@@ -161,11 +163,7 @@ describe('publish and migrate start a tree only where nothing else is', { concur
       const dataDir = fresh('home');
       await fs.mkdir(dataDir);
       await fs.writeFile(path.join(dataDir, 'thesis.tex'), 'mine\n');
-      const result = await derrick([
-        ...args.map((arg) => (arg === '__PULP__' ? pulpDir : arg)),
-        '--data-dir',
-        dataDir,
-      ]);
+      const result = await derrickOn(args, dataDir);
       assertOneLine(
         result,
         new RegExp(
@@ -194,11 +192,7 @@ describe('a --data-dir that is a file', { concurrency: 4 }, () => {
     test(`derrick ${what} --data-dir <a file> → exit 1, one line naming the file as not a directory, the file untouched`, async () => {
       const file = fresh('file');
       await fs.writeFile(file, 'a file\n');
-      const result = await derrick([
-        ...args.map((arg) => (arg === '__PULP__' ? pulpDir : arg)),
-        '--data-dir',
-        file,
-      ]);
+      const result = await derrickOn(args, file);
       assertOneLine(
         result,
         new RegExp(`^derrick: --data-dir ${escape(file)} is a file, not a directory: pass --data-dir `),
