@@ -45,7 +45,7 @@ function derrick(args: string[], cwd?: string): Promise<RunResult & { served: bo
 }
 
 /** `derrick <args> --data-dir <dataDir>`; `__PULP__` in `args` stands for the Pulp tree (the tables below are written before it exists). */
-function derrickOn(args: string[], dataDir: string): Promise<RunResult & { served: boolean }> {
+function derrickOn(args: readonly string[], dataDir: string): Promise<RunResult & { served: boolean }> {
   return derrick([...args.map((arg) => (arg === '__PULP__' ? pulpDir : arg)), '--data-dir', dataDir]);
 }
 
