@@ -186,6 +186,14 @@ function refused(setup: SetupName, result: RunResult, what: string): void {
   assert.match(result.stderr, REFUSED[setup], what);
 }
 
+/** The digest of `repo` as pulled from this setup's server into podman's store in `state`. */
+async function podmanDigest(state: string, setup: SetupName, repo: Published): Promise<string | undefined> {
+  const inspected = JSON.parse(
+    ok(await podman(state, ['image', 'inspect', reference(setup, repo)]), 'podman image inspect'),
+  ) as { Digest: string }[];
+  return inspected[0]?.Digest;
+}
+
 /** `ctr content fetch` of `repo` from this setup's server, without credentials. */
 function ctrFetch(setup: SetupName, repo: Published): Promise<RunResult> {
   assert.ok(containerd, 'containerd is not running');
@@ -258,13 +266,7 @@ for (const setup of SETUPS)
       const pull = (repo: Published) =>
         podman(state, ['pull', '--quiet', ...tls, '--signature-policy', POLICY, reference(setup, repo)]);
       ok(await pull(published.public), 'podman pull public/app');
-      const inspected = JSON.parse(
-        ok(
-          await podman(state, ['image', 'inspect', reference(setup, published.public)]),
-          'podman image inspect',
-        ),
-      ) as { Digest: string }[];
-      assert.equal(inspected[0]?.Digest, published.public.digest);
+      assert.equal(await podmanDigest(state, setup, published.public), published.public.digest);
       refused(setup, await pull(published.team), 'podman pull team/app');
     });
 
@@ -339,13 +341,7 @@ for (const setup of WITH_PASSWORDS)
         ]),
         'podman pull team/app as alice',
       );
-      const inspected = JSON.parse(
-        ok(
-          await podman(state, ['image', 'inspect', reference(setup, published.team)]),
-          'podman image inspect',
-        ),
-      ) as { Digest: string }[];
-      assert.equal(inspected[0]?.Digest, published.team.digest);
+      assert.equal(await podmanDigest(state, setup, published.team), published.team.digest);
 
       // podman login checks the password: derrick's /v2/ never lets an unchecked login through.
       const wrong = await login('not-her-password');
