@@ -7,12 +7,11 @@
  * client, not the proxy.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { collectOutput, tempDir, type RunResult } from '../helpers/cli.ts';
+import { execute, tempDir, type RunResult } from '../helpers/cli.ts';
 import { containersClientConfig } from '../helpers/containers.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { singleImageLayout } from '../helpers/images.ts';
@@ -28,13 +27,9 @@ let derrick!: DerrickServer;
 let nginx!: NginxServer;
 let digest = '';
 
-function exec(command: string, args: string[]): Promise<RunResult> {
-  const child = spawn(command, args, {
-    env: { ...process.env, ...CLIENT_ENV },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return collectOutput(child);
-}
+/** Runs a command to completion, whatever its exit code, with the clients' own configuration. */
+const exec = (command: string, args: string[]): Promise<RunResult> =>
+  execute(command, args, { env: CLIENT_ENV });
 
 /** A GET through the proxy from loopback address `from`: status and headers (curl -D). */
 async function curlFrom(
