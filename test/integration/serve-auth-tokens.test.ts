@@ -27,6 +27,7 @@ import {
   PASSWORDS,
   PULLABLE,
   repositoryUrls,
+  request,
   RULES,
   SERVICE,
   type AuthTree,
@@ -96,11 +97,7 @@ function get(
   authorization?: string,
   method: 'GET' | 'HEAD' = 'GET',
 ): Promise<LightMyRequestResponse> {
-  return target.inject({
-    method,
-    url,
-    headers: authorization === undefined ? {} : { authorization },
-  });
+  return request(target, method, url, authorization);
 }
 
 function post(target: FastifyInstance, form: Record<string, string>): Promise<LightMyRequestResponse> {
