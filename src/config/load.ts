@@ -100,8 +100,13 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       throw new ConfigError(`cannot read the config file ${sources.file}: ${(error as Error).message}`);
     }
     try {
-      const { parse: parseYaml } = requireYaml();
-      const parsed: unknown = parseYaml(text);
+      // Silent: the yaml library would print its warnings (an unknown tag, a collection as a key) to stderr as
+      // several lines of its own. A warning is a mistake in the file, reported as an error here; a collection key
+      // becomes a string that the key check below names.
+      const document = requireYaml().parseDocument(text, { logLevel: 'silent' });
+      const problem = document.errors[0] ?? document.warnings[0];
+      if (problem) throw problem;
+      const parsed: unknown = document.toJS();
       if (parsed !== null && parsed !== undefined) {
         if (typeof parsed !== 'object' || Array.isArray(parsed))
           throw new ConfigError(`${sources.file}: expected a mapping of keys`);
@@ -109,11 +114,11 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       }
     } catch (error) {
       if (error instanceof ConfigError) throw error;
-      const where =
-        error instanceof requireYaml().YAMLParseError ? ` (line ${error.linePos?.[0].line ?? '?'})` : '';
-      throw new ConfigError(
-        `${sources.file}${where}: not valid YAML: ${(error as Error).message.split('\n')[0] ?? ''}`,
-      );
+      const position = error instanceof requireYaml().YAMLError ? error.linePos?.[0] : undefined;
+      const where = position ? ` (line ${position.line}, column ${position.col})` : '';
+      // The library's message repeats the position and then quotes the lines around it: its first clause is enough.
+      const what = ((error as Error).message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+      throw new ConfigError(`${sources.file}${where}: not valid YAML: ${what}`);
     }
   }
   const env = sources.env ?? {};

@@ -141,4 +141,35 @@ describe('serve configuration', () => {
       });
     });
   }
+
+  test('YAML the library would only warn about (an unknown tag, a collection as a key) is refused in one line, and the library prints nothing', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => {
+      warnings.push(String(warning));
+    };
+    process.on('warning', onWarning);
+    const cases: [string, (file: string) => string][] = [
+      [
+        'workers: !!js/function "function(){}"\n',
+        (file) =>
+          `${file} (line 1, column 10): not valid YAML: Unresolved tag: tag:yaml.org,2002:js/function`,
+      ],
+      ['[a, b]: 1\n', (file) => `${file}: [ a, b ]: not a configuration key`],
+      [
+        'mode: serve\nmode: redirect\n',
+        (file) => `${file} (line 2, column 1): not valid YAML: Map keys must be unique`,
+      ],
+    ];
+    for (const [text, expected] of cases) {
+      const file = yamlFile(text);
+      assert.throws(
+        () => loadConfig({ file }),
+        (error: unknown) => error instanceof ConfigError && error.message === expected(file),
+      );
+    }
+    // process.emitWarning delivers its event on a later tick: listen until then.
+    await new Promise((resolve) => setImmediate(resolve));
+    process.off('warning', onWarning);
+    assert.deepEqual(warnings, []);
+  });
 });
