@@ -1,6 +1,13 @@
 /** What a registry handler answers, before it is written to the wire (app.ts does that). */
 export type Headers = Record<string, string>;
 
+/** Content-addressed bytes anybody may pull: any cache may keep them forever. */
+export const IMMUTABLE = 'public, max-age=31536000, immutable';
+/** Content only some clients may pull: no shared cache (a CDN, a proxy) may keep it for the next client. */
+export const PRIVATE_IMMUTABLE = 'private, max-age=31536000, immutable';
+/** Answers that change (tag lists, tags, referrers) of such repositories, and the catalog (it differs per client). */
+export const PRIVATE_REVALIDATE = 'private, no-cache';
+
 export type Answer =
   | { kind: 'bytes'; status: number; headers: Headers; body: Buffer }
   | { kind: 'redirect'; status: number; location: string; headers: Headers }

@@ -11,23 +11,25 @@ import { compileGlobs } from '../config/globs.ts';
 import type { Config } from '../config/schema.ts';
 import { digestLike } from '../oci/digest.ts';
 import { RegistryError } from '../oci/errors.ts';
-import { isIndexMediaType, OCI_INDEX, parseManifest, type ManifestMediaType } from '../oci/media-types.ts';
+import { isIndexMediaType, type ManifestMediaType } from '../oci/media-types.ts';
 import { TreeLayout } from '../store/layout.ts';
 import { RecordCache, type CachedRepository } from '../store/record-cache.ts';
 import type { ManifestEntry } from '../store/record-schema.ts';
 import { upperBound } from '../store/record.ts';
 import type { Tree } from '../store/tree.ts';
 import { accepts, type Accepted } from './accept.ts';
-import { jsonAnswer, type Answer, type Headers } from './answers.ts';
+import {
+  IMMUTABLE,
+  jsonAnswer,
+  PRIVATE_IMMUTABLE,
+  PRIVATE_REVALIDATE,
+  type Answer,
+  type Headers,
+} from './answers.ts';
 import { craneManifestPath } from './crane.ts';
 import { parsePageSize, type Reference } from './paths.ts';
 import { redirectUrl } from './redirect.ts';
-
-const IMMUTABLE = 'public, max-age=31536000, immutable';
-/** Content only some clients may pull: no shared cache (a CDN, a proxy) may keep it for the next client. */
-const PRIVATE_IMMUTABLE = 'private, max-age=31536000, immutable';
-/** Answers that change (tag lists, tags, referrers) of such repositories, and the catalog (it differs per client). */
-const PRIVATE_REVALIDATE = 'private, no-cache';
+import { referrersAnswer } from './referrers.ts';
 
 /** A repository as one client may see it. */
 interface Visible {
@@ -332,11 +334,9 @@ export class Registry {
   }
 
   /**
-   * The referrers of `digest`: an image index of the manifests whose subject it is. A repository that does not
-   * exist has none — "If the registry supports the referrers API, the registry MUST NOT return a `404 Not Found`
-   * to a referrers API requests" (a 404 tells clients the API is unsupported) — and neither, to this client, has
-   * one it may not pull where denials look like missing repositories (`auth.denied: notFound`, or nothing to log
-   * in to): both get the same empty index. Other denials are answered as on every endpoint.
+   * The referrers of `digest` (referrers.ts). A repository that does not exist has none, and neither, to this
+   * client, has one it may not pull where denials look like missing repositories (`auth.denied: notFound`, or
+   * nothing to log in to): both get the same empty index. Other denials are answered as on every endpoint.
    */
   async referrers(
     viewer: Viewer,
@@ -344,26 +344,13 @@ export class Registry {
     digest: string,
     artifactType: string | undefined,
   ): Promise<Answer> {
-    // An empty filter names no artifact type (the spec reads an empty artifactType as a missing one).
-    const filter = artifactType === '' ? undefined : artifactType;
     const visible = await this.repositoryOrNone(viewer, name);
-    const manifests = [];
-    for (const [referrer, entry] of visible?.cached.referrers().get(digest) ?? []) {
-      const type = await this.artifactTypeOf(referrer, entry);
-      if (filter !== undefined && type !== filter) continue;
-      manifests.push({
-        mediaType: entry.mediaType,
-        digest: referrer,
-        size: entry.size,
-        ...(type === undefined ? {} : { artifactType: type }),
-        ...(entry.annotations === undefined ? {} : { annotations: entry.annotations }),
-      });
-    }
-    const headers: Headers = { 'content-type': OCI_INDEX };
-    // No shared cache may keep an empty list of a repository it cannot tell from a missing one.
-    if (visible?.isPublic !== true) headers['cache-control'] = PRIVATE_REVALIDATE;
-    if (filter !== undefined) headers['oci-filters-applied'] = 'artifactType';
-    return jsonAnswer({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }, headers);
+    return referrersAnswer(
+      visible?.cached.referrers().get(digest) ?? [],
+      artifactType,
+      visible?.isPublic === true,
+      (referrer, entry) => this.readManifest(referrer, entry.mediaType, entry.size),
+    );
   }
 
   /** As repository(), but undefined where that answers 404 NAME_UNKNOWN (missing, or denied as if missing). */
@@ -374,21 +361,5 @@ export class Registry {
       if (error instanceof RegistryError && error.code === 'NAME_UNKNOWN') return undefined;
       throw error;
     }
-  }
-
-  /**
-   * A referrer's artifactType as the spec derives it: "If the `artifactType` is empty or missing in the image
-   * manifest, the value of `artifactType` MUST be set to the config descriptor `mediaType` value. If the
-   * `artifactType` is empty or missing in an index, the `artifactType` MUST be omitted." publish records it so;
-   * a record written before it read an empty one as missing holds "", and the manifest itself decides then.
-   */
-  private async artifactTypeOf(digest: string, entry: ManifestEntry): Promise<string | undefined> {
-    if (entry.artifactType !== '') return entry.artifactType;
-    if (isIndexMediaType(entry.mediaType)) return undefined;
-    const parsed = parseManifest(
-      await this.readManifest(digest, entry.mediaType, entry.size),
-      entry.mediaType,
-    );
-    return 'error' in parsed ? undefined : parsed.artifactType;
   }
 }
