@@ -1,0 +1,140 @@
+/**
+ * Where a published tree lives: the few operations the tree needs from its storage, and nothing else. Everything
+ * above this interface (serve, publish, unpublish, gc, verify, ls, migrate, copy-tree) works on keys — the tree's
+ * paths relative to its root, `/`-separated, such as `v2/app/library/busybox.json` (keys.ts builds every one from
+ * a validated name or digest) — and never knows which back end it has. Two implement it: a directory on a file
+ * system (fs-backend.ts) and an S3-compatible bucket under a prefix (s3/).
+ *
+ * The consistency rules both keep:
+ * - `write` replaces an object atomically: a reader sees the old bytes or the new ones, whole. With `expect` it is
+ *   a compare-and-swap, which is how concurrent publishers of one repository never lose a tag.
+ * - `read` with `ifNoneMatch` costs no transfer and no parse when the object is unchanged (a `stat` on a file
+ *   system, a conditional GET on S3), so a record can be read on every request and a publish is visible at the next.
+ * - `putVerified` makes an object appear under a content address only with bytes that hash to it: not even for a
+ *   moment does that key hold other bytes, whatever number of publishers race.
+ */
+import type { Readable } from 'node:stream';
+
+/** What a back end knows about one object. `version` changes whenever the bytes may have. */
+export interface ObjectInfo {
+  size: number;
+  modified: Date;
+  /** An opaque validator: the file's stat signature, the object's ETag. */
+  version: string;
+}
+
+export interface ListedObject extends ObjectInfo {
+  key: string;
+}
+
+export type ReadResult =
+  | { status: 'absent' }
+  /** `ifNoneMatch` was given and is still the object's version. */
+  | { status: 'unchanged' }
+  | { status: 'found'; bytes: Buffer; version: string }
+  /** Something is there that must not be read as an object: a directory, a symlink leaving the tree. */
+  | { status: 'refused'; why: string };
+
+/** `absent`: only if there is no object; a version: only if the object still has it. */
+export type Expectation = 'absent' | { version: string };
+
+/** Bytes to store: a stream, or a file already staged (and hashed) in `scratchDir` by a source. */
+export type Input = { kind: 'stream'; stream: AsyncIterable<Uint8Array> } | { kind: 'staged'; path: string };
+
+export interface PutOptions {
+  /** Names the input in a DigestMismatchError. */
+  source: string;
+  /** The declared size; a different length is a mismatch too. */
+  size?: number;
+  onBytes?: (bytes: number) => void;
+  /** Stops the copy at once; nothing is left under the key. */
+  signal?: AbortSignal;
+}
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive. */
+  end: number;
+}
+
+export interface Opened {
+  stream: Readable;
+  /** The whole object's size (not the range's). */
+  size: number;
+}
+
+export interface Registration {
+  release(): Promise<void>;
+}
+
+/** What gc may delete: objects last modified before `cutoff`, which its back end's rule makes safe. */
+export interface GcWindow {
+  cutoff: Date;
+  /** One sentence for the operator: why objects newer than the cutoff are kept. */
+  rule: string;
+  release(): Promise<void>;
+}
+
+export interface WaitHooks {
+  /** Called once when the operation has to wait (for a gc, another publisher). */
+  onWait?: () => void;
+  signal?: AbortSignal;
+  timeoutMs: number;
+}
+
+export interface Backend {
+  /** How the tree is named to people: `/srv/registry`, `s3://bucket/prefix`. */
+  readonly location: string;
+  /** How one key is named to people (`v2/app/a.json`, `s3://bucket/prefix/v2/app/a.json`). */
+  describe(key: string): string;
+  /** A local directory sources may stage files into (docker-archive layers), then hand over as `staged`. */
+  readonly scratchDir: string;
+
+  // Objects addressed by key (records, manifests).
+  read(key: string, ifNoneMatch?: string): Promise<ReadResult>;
+  /** Atomic replace; with `expect`, only when the object is still as expected. */
+  write(key: string, bytes: Uint8Array, expect?: Expectation): Promise<'written' | 'conflict'>;
+  delete(key: string, expect?: Expectation): Promise<'deleted' | 'absent' | 'conflict'>;
+  /** The object's facts, or undefined when there is no regular object at `key`. */
+  stat(key: string): Promise<ObjectInfo | undefined>;
+  /** Whether keys exist below `key + '/'` (on a file system: `key` is a directory). */
+  hasChildren(key: string): Promise<boolean>;
+  /** Every object below `prefix` (which ends with `/`), in byte order of their keys, after `startAfter`. */
+  list(prefix: string, startAfter?: string): AsyncIterable<ListedObject>;
+  /**
+   * Repository names with a record, in byte order of the *names* (not of their keys: `a.json` sorts after
+   * `a-b.json`, but `a` before `a-b`), after `after`, below the namespace `under` (itself included). A page costs
+   * what it reads, not the size of the tree.
+   */
+  recordNames(options: { after?: string; under?: string }): AsyncIterable<string>;
+
+  // Content.
+  /**
+   * Stores `input` as `key` only if its bytes hash to `digest` (and are `options.size` long); otherwise throws
+   * DigestMismatchError and leaves nothing. Concurrent puts of one digest are safe: each is all or nothing.
+   */
+  putVerified(key: string, input: Input, digest: string, options: PutOptions): Promise<void>;
+  /** Makes `to` hold the object at `from` without sending its bytes (a hard link; a server-side copy). */
+  link(from: string, to: string): Promise<void>;
+  /**
+   * Opens an object for reading, whole or a range; undefined when absent. `digest`: the object is content, and
+   * a back end that cannot trust its store fails a whole read whose bytes do not hash to it before its last byte.
+   */
+  open(key: string, range?: ByteRange, digest?: string): Promise<Opened | undefined>;
+  /** A URL that lets anybody GET the object for `ttlSeconds`; undefined when the back end has none. */
+  presign(key: string, ttlSeconds: number): Promise<string | undefined>;
+  /** The object's file when the tree is on a local file system (sendfile, nginx); undefined otherwise. */
+  localPath(key: string): string | undefined;
+
+  // Coordination with gc.
+  /** Registers a publisher (also unpublish, migrate) so that gc cannot take what it is about to reference. */
+  beginPublish(hooks: WaitHooks): Promise<Registration>;
+  /** Called when a publish relies on an object already stored, so that gc will not take it meanwhile. */
+  keep(key: string, info: ObjectInfo): Promise<void>;
+  /** Starts a gc: what it may delete. */
+  beginGc(hooks: WaitHooks & { minAgeSeconds: number }): Promise<GcWindow>;
+  /** Removes what interrupted writers left (staging files, unfinished uploads) from before `cutoff`. */
+  sweepDebris(cutoff: Date, dryRun: boolean): Promise<{ count: number; bytes: number }>;
+  /** Lets go of connections and handles, so that a command can exit. */
+  close(): Promise<void>;
+}
