@@ -14,6 +14,7 @@
  *   moment does that key hold other bytes, whatever number of publishers race.
  */
 import type { Readable } from 'node:stream';
+import type { StagedFile } from './content.ts';
 
 /** What a back end knows about one object. `version` changes whenever the bytes may have. */
 export interface ObjectInfo {
@@ -38,8 +39,13 @@ export type ReadResult =
 /** `absent`: only if there is no object; a version: only if the object still has it. */
 export type Expectation = 'absent' | { version: string };
 
-/** Bytes to store: a stream, or a file already staged (and hashed) in `scratchDir` by a source. */
-export type Input = { kind: 'stream'; stream: AsyncIterable<Uint8Array> } | { kind: 'staged'; path: string };
+/**
+ * Bytes to store: a stream, or a file a source already staged in `scratchDir` and hashed as it went (a back end
+ * that moves the file trusts that hash; one that reads it again checks it again).
+ */
+export type Input =
+  | { kind: 'stream'; stream: AsyncIterable<Uint8Array> }
+  | { kind: 'staged'; file: StagedFile };
 
 export interface PutOptions {
   /** Names the input in a DigestMismatchError. */
@@ -135,6 +141,8 @@ export interface Backend {
   beginGc(hooks: WaitHooks & { minAgeSeconds: number }): Promise<GcWindow>;
   /** Removes what interrupted writers left (staging files, unfinished uploads) from before `cutoff`. */
   sweepDebris(cutoff: Date, dryRun: boolean): Promise<{ count: number; bytes: number }>;
+  /** Removes what is left empty below `prefix` (directories on a file system; a bucket has none). */
+  tidy(prefix: string): Promise<void>;
   /** Lets go of connections and handles, so that a command can exit. */
   close(): Promise<void>;
 }
