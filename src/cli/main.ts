@@ -5,6 +5,7 @@
 // publisher's and `derrick ls` without the server's: start-up time is module loading.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Progress } from '../publish/progress.ts';
+import type { Backend } from '../store/backend.ts';
 import type { DataDirUse } from '../store/data-dir.ts';
 import type { Tree } from '../store/tree.ts';
 import { addCompletionCommand } from './completion.ts';
@@ -52,7 +53,7 @@ const modules = {
   verify: () => import('../publish/verify.ts'),
   migrate: () => import('../publish/migrate.ts'),
   tree: () => import('../store/tree.ts'),
-  dataDir: () => import('../store/data-dir.ts'),
+  openBackend: () => import('../store/open-backend.ts'),
   progress: () => import('./progress.ts'),
   interrupt: () => import('./interrupt.ts'),
 };
@@ -62,11 +63,19 @@ const modules = {
  * migrate may start one in a new or empty directory. Refused before anything is created.
  */
 async function openTree(opts: Record<string, unknown>, use: DataDirUse): Promise<Tree> {
-  const [{ Tree }, { checkDataDir }] = await Promise.all([modules.tree(), modules.dataDir()]);
-  const tree = new Tree(String(opts.dataDir));
-  checkDataDir(tree.layout, use);
-  return tree;
+  const [{ Tree }, { openBackend }, { s3SettingsFromEnv }] = await Promise.all([
+    modules.tree(),
+    modules.openBackend(),
+    import('./s3-settings.ts'),
+  ]);
+  const backend = await openBackend(String(opts.dataDir), { s3: s3SettingsFromEnv(process.env) });
+  opened.push(backend);
+  await backend.checkTree(use);
+  return new Tree(backend);
 }
+
+/** Back ends the running command opened: closed when it ends, so that no connection keeps the process alive. */
+const opened: Backend[] = [];
 
 /** Runs an action; any error becomes one line on stderr and exit status 1. */
 function run<T extends unknown[]>(action: (...args: T) => Promise<number | undefined>) {
@@ -77,6 +86,8 @@ function run<T extends unknown[]>(action: (...args: T) => Promise<number | undef
       process.exitCode = (await action(...args)) ?? 0;
     } catch (error) {
       await report(error, dataDir);
+    } finally {
+      await Promise.all(opened.splice(0).map((backend) => backend.close()));
     }
   };
 }
@@ -145,7 +156,12 @@ export function buildProgram(): Command {
           result = await publish({
             tree,
             openSource: () =>
-              openSource(sourceSpec, tree.layout, (count) => progress.bytes(count), interrupts.signal),
+              openSource(
+                sourceSpec,
+                tree.backend.scratchDir,
+                (count) => progress.bytes(count),
+                interrupts.signal,
+              ),
             destinations,
             allTags: opts.allTags === true,
             baseUrl,

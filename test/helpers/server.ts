@@ -4,6 +4,7 @@
  * raw bytes of the request line matter (dot segments, which inject normalises) or a real socket is needed — with
  * node:http against app.listen() on 127.0.0.1, port 0.
  */
+import { fsLayout } from './fs-tree.ts';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -58,7 +59,7 @@ export async function publishInto(
   const destinations: Destination[] = [...byName].map(([name, tags]) => ({ name, tags }));
   return publish({
     tree,
-    openSource: () => openSource(source, tree.layout),
+    openSource: () => openSource(source, tree.backend.scratchDir),
     destinations,
     allTags: false,
     baseUrl: options.baseUrl,
