@@ -197,7 +197,8 @@ for (const tree of TREES) {
           replicas.map((replica, i) => ({ name: `derrick${i + 1}`, address: replica.host })),
         );
         // Every replica has passed a health check on /v2/ before the first request.
-        for (let i = 1; i <= REPLICAS; i++) await haproxy.waitForStatus(`derrick${i}`, /^UP$/);
+        for (let i = 1; i <= REPLICAS; i++)
+          await haproxy.waitForServer(`derrick${i}`, (stat) => stat.status === 'UP' && stat.check === 'L7OK');
       });
 
       after(async () => {
@@ -436,7 +437,7 @@ for (const tree of TREES) {
         );
         await assertLayoutHolds(copy, image);
         // And the health checks take it out.
-        await balancer().waitForStatus(victimName, /^DOWN/);
+        await balancer().waitForServer(victimName, (stat) => stat.status === 'DOWN');
       });
 
       test('with a replica dead, a publish is answered at the very next request by haproxy and every live replica', async () => {

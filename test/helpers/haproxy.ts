@@ -70,7 +70,9 @@ export interface HaproxyStat {
   name: string;
   /** UP, DOWN, `UP 1/2` (going down), `DOWN 1/2` (coming up), MAINT, OPEN (a frontend)… */
   status: string;
-  /** Sessions (requests, in HTTP mode without keep-alive to the server: connections) it has taken, in all. */
+  /** The last health check's result: `L7OK` (passed), `L4CON` (connection refused), `INI` (none yet)… */
+  check: string;
+  /** The sessions it has taken in all (each request haproxy sends a server counts one). */
   sessions: number;
 }
 
@@ -84,8 +86,15 @@ export interface Haproxy {
   output: () => string;
   /** `show stat` on the admin socket. */
   stats: () => Promise<HaproxyStat[]>;
-  /** Resolves once `server`'s status matches `status`; rejects after `timeoutMs` (a safety net, default 30 s). */
-  waitForStatus: (server: string, status: RegExp, timeoutMs?: number) => Promise<void>;
+  /**
+   * Resolves once `server`'s line of `show stat` satisfies `wanted`; rejects after `timeoutMs` (a safety net,
+   * default 30 s), saying what it was.
+   */
+  waitForServer: (
+    server: string,
+    wanted: (stat: HaproxyStat) => boolean,
+    timeoutMs?: number,
+  ) => Promise<void>;
   /** SIGTERM (haproxy's hard stop), SIGKILL if it lingers; removes its run directory. */
   stop: () => Promise<void>;
 }
@@ -110,14 +119,15 @@ function parseStats(csv: string): HaproxyStat[] {
     if (index < 0) throw new Error(`haproxy show stat: no ${name} column in ${header}`);
     return index;
   };
-  const [pxname, svname, status, stot] = [at('pxname'), at('svname'), at('status'), at('stot')];
   return lines.map((line) => {
     const fields = line.split(',');
+    const field = (name: string): string => fields[at(name)] ?? '';
     return {
-      proxy: fields[pxname] ?? '',
-      name: fields[svname] ?? '',
-      status: fields[status] ?? '',
-      sessions: Number(fields[stot]),
+      proxy: field('pxname'),
+      name: field('svname'),
+      status: field('status'),
+      check: field('check_status').replace(/^\* /, ''),
+      sessions: Number(field('stot')),
     };
   });
 }
@@ -170,13 +180,13 @@ export async function startHaproxy(
           config,
           output: () => output,
           stats,
-          waitForStatus: async (server, status, waitMs = 30000) => {
+          waitForServer: async (server, wanted, waitMs = 30000) => {
             const until = Date.now() + waitMs;
             for (;;) {
-              const line = (await stats()).find((stat) => stat.name === server);
-              if (line && status.test(line.status)) return;
+              const line = (await stats()).find((stat) => stat.name === server && stat.proxy !== 'registry');
+              if (line && wanted(line)) return;
               if (Date.now() > until)
-                throw new Error(`haproxy: ${server} is ${line?.status ?? 'unknown'}, not ${status}`);
+                throw new Error(`haproxy: ${server} did not get there: ${JSON.stringify(line)}\n${output}`);
               await sleep(100);
             }
           },
