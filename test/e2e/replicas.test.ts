@@ -299,6 +299,8 @@ for (const tree of TREES) {
           assert.equal(inspected?.Digest, image.digest, `podman pulled another ${reference}`);
         });
 
+        // Settled handlers at once: a pull that fails is reported after the publishes, not as an unhandled rejection.
+        const pulls = Promise.allSettled([skopeoPulls, podmanPulls]);
         const misses: string[] = [];
         try {
           for (let i = 1; i <= PUBLISHES; i++) {
@@ -313,9 +315,8 @@ for (const tree of TREES) {
           progress.publishing = false;
           announce();
         }
-        const pulls = await Promise.allSettled([skopeoPulls, podmanPulls]);
         assert.deepEqual(misses, [], 'an address answered something else than the publish just made');
-        for (const pull of pulls) if (pull.status === 'rejected') throw pull.reason;
+        for (const pull of await pulls) if (pull.status === 'rejected') throw pull.reason;
         assert.ok(pulled.includes(`skopeo v${PUBLISHES}`), 'skopeo did not pull the last publish');
         assert.ok(pulled.includes(`podman v${PUBLISHES}`), 'podman did not pull the last publish');
         t.diagnostic(`pulled through haproxy while publishing: ${pulled.join(', ')}`);
@@ -400,7 +401,8 @@ for (const tree of TREES) {
             let ok = false;
             for (let attempt = 1; attempt <= LOAD_ATTEMPTS && !ok; attempt++) ok = await fetchOnce(request);
             if (!ok) unanswered.push(request);
-            if (++completed === KILL_AFTER) {
+            // Under load, and while a skopeo copy is running.
+            if (++completed >= KILL_AFTER && phase === 'before' && copies.running) {
               inFlightAtKill = inFlight;
               phase = 'killing';
               process.kill(victim.pid, 'SIGKILL');
@@ -413,23 +415,35 @@ for (const tree of TREES) {
           }
         };
 
-        const copy = fresh('skopeo-under-kill');
-        const skopeoCopy = skopeo([
-          'copy',
-          '--quiet',
-          '--retry-times',
-          '3',
-          '--src-tls-verify=false',
-          `docker://${balancer().host}/${repository}:base`,
-          `oci:${copy}:copy`,
-        ]);
+        // skopeo copies back to back (retrying as clients do) until the load is over, each checked.
+        const copies = { running: false, done: 0, loadOver: false };
+        const skopeoCopies = (async () => {
+          for (let n = 0; n < 10 && (n === 0 || !copies.loadOver); n++) {
+            const copy = fresh('skopeo-under-kill');
+            copies.running = true;
+            await skopeo([
+              'copy',
+              '--quiet',
+              '--retry-times',
+              '3',
+              '--src-tls-verify=false',
+              `docker://${balancer().host}/${repository}:base`,
+              `oci:${copy}:copy`,
+            ]).finally(() => (copies.running = false));
+            await assertLayoutHolds(copy, image);
+            copies.done++;
+          }
+        })();
+        const copied = Promise.allSettled([skopeoCopies]);
         const queue = Array.from({ length: LOAD_REQUESTS }, (_, i) => LOAD_REQUESTS - 1 - i);
         await Promise.all(Array.from({ length: LOAD_CONCURRENCY }, () => load(queue)));
-        await skopeoCopy;
+        copies.loadOver = true;
+        for (const copy of await copied) if (copy.status === 'rejected') throw copy.reason;
+        assert.notEqual(phase, 'before', 'the load ended before a replica could be killed under it');
         const ended = await kill;
 
         t.diagnostic(
-          `${LOAD_REQUESTS} GETs, ${inFlightAtKill} in flight at the kill; failed attempts: ` +
+          `${LOAD_REQUESTS} GETs, ${inFlightAtKill} in flight at the kill, ${copies.done} skopeo copies; failed attempts: ` +
             `${failures.length} (${failures.map((f) => `#${f.request} sent ${f.phase}: ${f.error}`).join('; ')})`,
         );
         assert.deepEqual(
@@ -447,7 +461,6 @@ for (const tree of TREES) {
           [],
           'a request sent after the replica died failed: haproxy did not retry it elsewhere',
         );
-        await assertLayoutHolds(copy, image);
         // And the health checks take it out.
         await balancer().waitForServer(victimName, (stat) => stat.status === 'DOWN');
       });
