@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pkg in skopeo umoci nginx zstd podman containerd openssl docker-registry wrk apache2-utils zsh fish; do
+for pkg in skopeo umoci nginx zstd podman containerd openssl docker-registry wrk apache2-utils zsh fish haproxy; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
