@@ -30,9 +30,11 @@ export async function openBackend(location: string, options: BackendOptions = {}
   try {
     url = new URL(location);
   } catch {
-    throw new StorageError(`--data-dir ${location} is not a valid s3://<bucket>/<prefix> URL`, {
-      transient: false,
-    });
+    throw new StorageError(
+      location,
+      'not a valid s3://<bucket>/<prefix> URL; fix --data-dir',
+      'InvalidBucketName',
+    );
   }
   const settings = options.s3 ?? DEFAULT_S3_SETTINGS;
   const { openS3Backend } = await import('./s3/s3-backend.ts');

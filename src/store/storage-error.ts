@@ -1,15 +1,27 @@
 /**
- * A back end that cannot do what was asked for a reason outside the tree: the bucket does not exist, the
- * credentials are refused, the endpoint is down or throttling past its retries. The message is one line naming
- * the location and the fix; serve answers 503 with it in the log and recovers by itself when the store does.
+ * A tree's storage cannot be used as it is: its bucket does not exist, its credentials are refused, its endpoint
+ * does not answer. The message is one sentence for the operator — where, what, and the fix — never a stack of the
+ * storage library: `s3://bucket/prefix: the bucket does not exist (NoSuchBucket); create it or fix --data-dir`.
  */
 export class StorageError extends Error {
-  /** True when waiting may help (endpoint down, throttled); false when the configuration must change. */
-  readonly transient: boolean;
-
-  constructor(message: string, options: { transient: boolean; cause?: unknown }) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+  constructor(
+    /** The tree as people name it (`s3://bucket/prefix`). */
+    readonly location: string,
+    /** What went wrong and what to do, without the location. */
+    readonly reason: string,
+    /** A short code for logs and tests: `NoSuchBucket`, `AccessDenied`, `EndpointDown`, `SlowDown`, … */
+    readonly code: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${location}: ${reason}`, options);
     this.name = 'StorageError';
-    this.transient = options.transient;
+  }
+
+  /** True when waiting may help (endpoint down, throttled, a server error); false when the configuration must change. */
+  get transient(): boolean {
+    return !PERMANENT.has(this.code);
   }
 }
+
+/** Codes that no wait cures: the bucket or the credentials must be fixed. */
+const PERMANENT: ReadonlySet<string> = new Set(['NoSuchBucket', 'AccessDenied', 'InvalidBucketName']);

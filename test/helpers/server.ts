@@ -4,7 +4,6 @@
  * raw bytes of the request line matter (dot segments, which inject normalises) or a real socket is needed — with
  * node:http against app.listen() on 127.0.0.1, port 0.
  */
-import { fsLayout } from './fs-tree.ts';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';

@@ -293,15 +293,26 @@ describe('publishers and gc', () => {
       rule: 'every publisher has finished and new ones wait for this gc',
     });
     for (const file of goneOnly)
-      assert.equal(await exists(fsLayout(tree).contentPath(file.digest)), false, `${file.digest} survived gc`);
+      assert.equal(
+        await exists(fsLayout(tree).contentPath(file.digest)),
+        false,
+        `${file.digest} survived gc`,
+      );
     for (const file of image('keep').files)
-      assert.ok(await exists(fsLayout(tree).contentPath(file.digest)), `gc deleted ${file.digest} of keep/app`);
+      assert.ok(
+        await exists(fsLayout(tree).contentPath(file.digest)),
+        `gc deleted ${file.digest} of keep/app`,
+      );
     assert.equal(
       await exists(path.join(fsLayout(tree).webDir, 'gone')),
       false,
       'gc left gone/app’s web directory',
     );
-    assert.equal(await exists(path.join(fsLayout(tree).appDir, 'gone')), false, 'gc left the empty namespace');
+    assert.equal(
+      await exists(path.join(fsLayout(tree).appDir, 'gone')),
+      false,
+      'gc left the empty namespace',
+    );
 
     assert.deepEqual(await recordBytes(tree, 'keep/app'), recordOfKeep);
     await assertVerifyClean(tree, 1);

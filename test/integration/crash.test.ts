@@ -276,7 +276,11 @@ describe('publish under SIGKILL', { timeout: 300_000 }, () => {
 
     await assertVerifyClean('after gc');
     assert.deepEqual(await entries(fsLayout(tree).stagingDir), [], 'gc left staging debris');
-    assert.deepEqual(await entries(fsLayout(tree).inflightDir), [], 'gc left registrations of dead publishers');
+    assert.deepEqual(
+      await entries(fsLayout(tree).inflightDir),
+      [],
+      'gc left registrations of dead publishers',
+    );
 
     // What the record references is all that is left, in the content store and in the repository's web directory.
     const lookup = await tree.readRecord(NAME);
