@@ -5,7 +5,7 @@
 // publisher's and `derrick ls` without the server's: start-up time is module loading.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Progress } from '../publish/progress.ts';
-import type { Backend } from '../store/backend.ts';
+import { DEFAULT_GC_MIN_AGE_SECONDS, type Backend } from '../store/backend.ts';
 import type { DataDirUse } from '../store/data-dir.ts';
 import type { Tree } from '../store/tree.ts';
 import { addCompletionCommand } from './completion.ts';
@@ -246,7 +246,7 @@ export function buildProgram(): Command {
       '--min-age <seconds>',
       'on object storage, keep unreferenced objects modified more recently than this (publishes in flight)',
       seconds,
-      3600,
+      DEFAULT_GC_MIN_AGE_SECONDS,
     )
     .option('--json', 'print the result as JSON')
     .action(

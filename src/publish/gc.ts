@@ -9,7 +9,7 @@
  */
 import { isDigest } from '../oci/digest.ts';
 import { MANIFEST_KIND } from '../oci/media-types.ts';
-import type { ListedObject } from '../store/backend.ts';
+import { DEFAULT_GC_MIN_AGE_SECONDS, type ListedObject } from '../store/backend.ts';
 import {
   APP_PREFIX,
   blobLinkKey,
@@ -34,9 +34,6 @@ export interface GcResult {
   rule: string;
 }
 
-/** How old an unreferenced object on object storage must be before gc takes it (see docs/storage.md). */
-export const DEFAULT_MIN_AGE_SECONDS = 3600;
-
 const KINDS = new Set(Object.values(MANIFEST_KIND));
 
 /** Whether a key of v2/web is one of derrick's links: `<name>/blobs/<digest>`, `<name>/manifests/<kind>/<digest>`. */
@@ -55,7 +52,7 @@ export async function gc(
   const { backend } = tree;
   const window = await backend.beginGc({
     timeoutMs: options.waitMs,
-    minAgeSeconds: options.minAgeSeconds ?? DEFAULT_MIN_AGE_SECONDS,
+    minAgeSeconds: options.minAgeSeconds ?? DEFAULT_GC_MIN_AGE_SECONDS,
     ...(options.onWait ? { onWait: options.onWait } : {}),
   });
   try {

@@ -82,6 +82,12 @@ export interface Registration {
   release(): Promise<void>;
 }
 
+/**
+ * How old an unreferenced object must be before gc takes it where no lock keeps gc and publishers apart (object
+ * storage); what publishers there are built for (docs/storage.md, gc's rule).
+ */
+export const DEFAULT_GC_MIN_AGE_SECONDS = 3600;
+
 /** What gc may delete: objects last modified before `cutoff`, which its back end's rule makes safe. */
 export interface GcWindow {
   cutoff: Date;

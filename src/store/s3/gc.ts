@@ -15,10 +15,8 @@ import {
   ListPartsCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import type { GcWindow, ObjectInfo } from '../backend.ts';
+import { DEFAULT_GC_MIN_AGE_SECONDS, type GcWindow, type ObjectInfo } from '../backend.ts';
 
-/** gc's default minimum age on S3, in seconds, and what keep() is built for. */
-export const DEFAULT_GC_MIN_AGE_SECONDS = 3600;
 /** keep() renews objects older than this. */
 export const KEEP_REFRESH_SECONDS = DEFAULT_GC_MIN_AGE_SECONDS / 2;
 

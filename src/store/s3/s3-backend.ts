@@ -44,7 +44,7 @@ import { isConflict, isNotFound, isNotModified, storageError } from './s3-errors
 import { verifyingStream } from './verified-stream.ts';
 
 export type { S3Options } from './s3-client.ts';
-export { DEFAULT_GC_MIN_AGE_SECONDS } from './gc.ts';
+export { DEFAULT_GC_MIN_AGE_SECONDS } from '../backend.ts';
 
 /** ETags as RGW needs them in `If-Match` (unquoted: quoted it always answers 412; AWS takes either). */
 const unquote = (etag: string | undefined): string => (etag ?? '').replaceAll('"', '');
