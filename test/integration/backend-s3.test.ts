@@ -29,6 +29,10 @@ const MIB = 1024 * 1024;
 
 interface Proxy {
   url: string;
+  /** Stops answering (connections refused), as an endpoint that goes down. */
+  down(): Promise<void>;
+  /** Answers again, on the same port. */
+  up(): Promise<void>;
   /** Requests answered 503 SlowDown so far. */
   throttled: number;
   /** Requests passed on to RGW so far. */
@@ -42,7 +46,17 @@ interface Proxy {
  */
 async function startProxy(t: TestContext, { throttle = 0, corrupt = false } = {}): Promise<Proxy> {
   const target = new URL((await s3Env()).AWS_ENDPOINT_URL);
-  const proxy: Proxy = { url: '', throttled: 0, forwarded: 0 };
+  const proxy: Proxy = {
+    url: '',
+    throttled: 0,
+    forwarded: 0,
+    down: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+    up: () => new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve)),
+  };
   const server = http.createServer((request, response) => {
     if (proxy.throttled < throttle) {
       proxy.throttled++;
@@ -79,8 +93,9 @@ async function startProxy(t: TestContext, { throttle = 0, corrupt = false } = {}
     request.on('end', () => upstream.end());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  proxy.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { port } = server.address() as AddressInfo;
+  t.after(() => (server.listening ? proxy.down() : undefined));
+  proxy.url = `http://127.0.0.1:${port}`;
   return proxy;
 }
 
@@ -149,6 +164,17 @@ describe('S3 back end: faults', () => {
     );
     await assert.rejects(backend.read('v2/app/a.json'), expected);
     await assert.rejects(backend.stat('v2/app/a.json'), expected);
+  });
+
+  test('an endpoint that goes down and comes back: clear errors meanwhile, then the same back end works again', async (t) => {
+    const bucket = await freshBucket(t);
+    const proxy = await startProxy(t);
+    const backend = await openOn(t, bucket, { endpoint: proxy.url, maxAttempts: 2 });
+    assert.equal(await backend.write('v2/app/a.json', Buffer.from('{}')), 'written');
+    await proxy.down();
+    await assert.rejects(backend.read('v2/app/a.json'), isStorageError('EndpointDown', /does not answer/));
+    await proxy.up();
+    assert.equal((await backend.read('v2/app/a.json')).status, 'found');
   });
 
   test('throttling answers (503 SlowDown) are retried with backoff until the store answers', async (t) => {

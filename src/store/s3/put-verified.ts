@@ -66,8 +66,8 @@ async function* parts(chunks: AsyncIterable<Uint8Array>, size: number): AsyncGen
       length = 0;
     }
     if (rest.length > 0) {
-      // Copy: a stream may reuse its chunk's memory once we return.
-      pending.push(Buffer.from(rest));
+      // Not copied here: Buffer.concat copies once the part is full (Node streams never reuse a chunk's memory).
+      pending.push(rest);
       length += rest.length;
     }
   }
