@@ -13,7 +13,8 @@
 # Idempotent and safe to run concurrently: one lock per DIR; a second `start` waits and finds the first's cluster.
 # Pitfalls this handles (found starting Ceph 16 here): the monitor must allow msgr2 crc mode for a client without
 # auth (`ms mon client mode = crc`), radosgw needs its pools made first on a 1-OSD cluster (else it waits for PGs
-# that never peer), and `paxos propose interval` must be short or every pool creation takes seconds.
+# that never peer), `paxos propose interval` must be short or every pool creation takes seconds, and RGW's
+# garbage collector must run often or deleted test data fills the in-memory OSD.
 set -euo pipefail
 COMMAND=${1:-}
 DIR=$(realpath -m "${2:-${TMPDIR:-/tmp}/derrick-test-s3}")
@@ -130,6 +131,10 @@ osd memory target = 1073741824
 rgw frontends = beast endpoint=127.0.0.1:$PORT
 rgw data = $DIR/rgw
 rgw thread pool size = 64
+# RGW frees a deleted object's (or an aborted upload's) space only when its garbage collector runs: by default
+# two hours later, once an hour. With the OSD in RAM, a test suite would fill it (OSD_FULL, and every write hangs).
+rgw gc obj min wait = 0
+rgw gc processor period = 5
 CONF
   monmaptool --create --fsid "$fsid" --addv a "$monaddr" "$DIR/monmap" >/dev/null
   ceph-mon "${C[@]}" --mkfs -i a --monmap "$DIR/monmap"

@@ -312,6 +312,10 @@ for (const factory of factories) {
     });
 
     describe('stage and commit', () => {
+      // What makes "nothing under the key until verified" hold for large blobs, S3 CompleteMultipartUpload: "You
+      // first initiate the multipart upload and then upload all parts using the UploadPart operation […]. Upon
+      // receiving this request, Amazon S3 concatenates all the parts in ascending order by part number to create a
+      // new object." Until then there is no object; the back end completes only once the digest has matched.
       for (const [label, size] of [
         ['a small blob (one PUT)', 1000],
         ['a large blob (multipart)', LARGE],

@@ -26,7 +26,8 @@
  * yielded before r already (not pending); an early p' yielded before such an r is smaller than r, and were it > p,
  * r > p again. (2) everything yielded after q is larger than q — a name s < q with K(s) > K(q) is an inverted pair,
  * so s is a pending prefix of q, yielded now. Each name is yielded once (a set of names yielded early). The
- * cost: the keys read plus at most one HEAD per pending prefix that falls beyond a truncated batch.
+ * cost: the keys read plus at most one HEAD per distinct prefix that falls beyond a truncated batch (an absent
+ * one is remembered).
  */
 import { upperBound, compareStrings } from '../record.ts';
 import { APP_PREFIX, RECORD_SUFFIX, nameOfRecordKey, recordKey } from '../keys.ts';
@@ -77,6 +78,8 @@ export async function* recordNames(
     if (await source.exists(recordKey(under))) yield under;
   }
   const yieldedEarly = new Set<string>();
+  /** Prefixes a HEAD found absent: each is asked once per walk, not once per name extending it. */
+  const absent = new Set<string>();
   let startAfter = after === undefined ? undefined : APP_PREFIX + after;
   if (startAfter !== undefined && startAfter < listPrefix) startAfter = undefined;
   for (;;) {
@@ -87,13 +90,16 @@ export async function* recordNames(
       if (name === undefined || !fits(name)) continue;
       if (yieldedEarly.delete(name)) continue;
       for (const prefix of latePrefixes(name)) {
-        if (!fits(prefix) || yieldedEarly.has(prefix)) continue;
+        if (!fits(prefix) || yieldedEarly.has(prefix) || absent.has(prefix)) continue;
         const prefixKey = recordKey(prefix);
         const exists =
           last !== undefined && prefixKey <= last
             ? hasKey(keys, prefixKey)
             : truncated && (await source.exists(prefixKey));
-        if (!exists) continue;
+        if (!exists) {
+          absent.add(prefix);
+          continue;
+        }
         yieldedEarly.add(prefix);
         yield prefix;
       }

@@ -35,12 +35,13 @@ import type {
   WaitHooks,
 } from '../backend.ts';
 import { DataDirError, type DataDirUse } from '../data-dir.ts';
+import { StorageError } from '../storage-error.ts';
 import { copyObject } from './copy.ts';
 import { beginGc, sweepUploads, needsRefresh } from './gc.ts';
 import { stageVerified } from './put-verified.ts';
 import { recordNames, type KeyPage } from './record-names.ts';
 import { endpointOf, makeClients, type S3Options } from './s3-client.ts';
-import { isConflict, isNotFound, isNotModified, storageError } from './s3-errors.ts';
+import { fromStore, isConflict, isNotFound, isNotModified, storageError } from './s3-errors.ts';
 import { verifyingStream } from './verified-stream.ts';
 
 export type { S3Options } from './s3-client.ts';
@@ -261,9 +262,8 @@ export class S3Backend implements Backend {
       describe: this.describe(key),
     };
     const passOn = (error: unknown): never => {
-      if (error instanceof Error && (error.name === 'DigestMismatchError' || error.name === 'AbortError'))
-        throw error;
-      if (options.signal?.aborted) throw error;
+      // A mismatch, an abort, the source's own failure: theirs to report, as they are.
+      if (options.signal?.aborted || !fromStore(error)) throw error;
       throw this.fail(error);
     };
     const pending = await stageVerified(target, input, digest, options).catch(passOn);
@@ -274,8 +274,10 @@ export class S3Backend implements Backend {
   async link(from: string, to: string): Promise<void> {
     const [source, existing] = await Promise.all([this.stat(from), this.stat(to)]);
     if (source === undefined)
-      throw this.fail(
-        Object.assign(new Error(`${this.describe(from)} does not exist`), { name: 'NoSuchKey' }),
+      throw new StorageError(
+        this.location,
+        `cannot copy ${from} to ${to}: ${from} does not exist`,
+        'NoSuchKey',
       );
     // There already: kept from gc like any object a publish reuses.
     if (existing?.size === source.size) return this.keep(to, existing);

@@ -58,6 +58,11 @@ function networkCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/** Whether an error came from the store or the way to it (an S3 answer, a failed connection), not from elsewhere. */
+export function fromStore(error: unknown): boolean {
+  return statusOf(error) !== undefined || networkCode(error) !== undefined || error instanceof StorageError;
+}
+
 /**
  * The StorageError for an S3 failure nobody above the back end can act on (it is already a StorageError: as
  * is). `endpoint` names the server for a connection failure.

@@ -1,0 +1,84 @@
+/**
+ * The name-ordered walk of src/store/s3/record-names.ts over an in-memory key source (a fake of ListObjectsV2 and
+ * HeadObject: the algorithm's own cost and order, without a store; the real store is in
+ * test/property/record-names.test.ts).
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { compareStrings } from '../../../src/store/record.ts';
+import { latePrefixes, recordNames, type KeySource } from '../../../src/store/s3/record-names.ts';
+
+/** Sorted keys served a page at a time, counting requests. */
+function keySource(names: string[], pageSize: number): KeySource & { pages: number; heads: number } {
+  const keys = names.map((n) => `v2/app/${n}.json`).sort(compareStrings);
+  const source = {
+    pages: 0,
+    heads: 0,
+    page: (prefix: string, startAfter: string | undefined) => {
+      source.pages++;
+      const matching = keys.filter(
+        (k) => k.startsWith(prefix) && (startAfter === undefined || k > startAfter),
+      );
+      return Promise.resolve({ keys: matching.slice(0, pageSize), truncated: matching.length > pageSize });
+    },
+    exists: (key: string) => {
+      source.heads++;
+      return Promise.resolve(keys.includes(key));
+    },
+  };
+  return source;
+}
+
+async function take(items: AsyncIterable<string>, count: number): Promise<string[]> {
+  const taken: string[] = [];
+  for await (const item of items) {
+    taken.push(item);
+    if (taken.length === count) break;
+  }
+  return taken;
+}
+
+describe('S3 recordNames walk', () => {
+  test('a record comes late in key order only after names extending it with "-" or "."', () => {
+    assert.deepEqual(latePrefixes('a-b'), ['a']);
+    assert.deepEqual(latePrefixes('a.b'), ['a']);
+    assert.deepEqual(latePrefixes('a.jsoa'), ['a']);
+    // `a.json.json` sorts after `a.json` by key too, and `/` and `_` sort after `.`: no late prefix.
+    assert.deepEqual(latePrefixes('a.json'), []);
+    assert.deepEqual(latePrefixes('a/b'), []);
+    assert.deepEqual(latePrefixes('a_b'), []);
+    assert.deepEqual(latePrefixes('a-b.c-d'), ['a', 'a-b', 'a-b.c']);
+    assert.deepEqual(latePrefixes('a--b'), ['a']);
+  });
+
+  test('a page of 100 names out of 10,000 costs one listing and no HEAD', async () => {
+    const names = Array.from({ length: 10_000 }, (_, i) => `repo-${String(i).padStart(5, '0')}`);
+    const source = keySource(names, 1000);
+    const page = await take(recordNames(source, { after: 'repo-05000' }), 100);
+    assert.equal(page[0], 'repo-05001');
+    assert.equal(page.length, 100);
+    assert.equal(source.pages, 1);
+    assert.equal(source.heads, 0);
+  });
+
+  test('a prefix record beyond a truncated page is found with one HEAD and given before the longer names', async () => {
+    // Key order: a-1.json … a-9.json, a.json: with pages of 3, `a` is beyond the first page.
+    const names = ['a', ...Array.from({ length: 9 }, (_, i) => `a-${i + 1}`)];
+    const source = keySource(names, 3);
+    assert.deepEqual(await take(recordNames(source, {}), 100), [...names].sort(compareStrings));
+    assert.equal(source.heads, 1);
+  });
+
+  test('a missing prefix record costs no HEAD when the page it would be in was fetched', async () => {
+    const source = keySource(['a-1', 'a-2', 'b'], 1000);
+    assert.deepEqual(await take(recordNames(source, {}), 10), ['a-1', 'a-2', 'b']);
+    assert.equal(source.heads, 0);
+  });
+
+  test('a missing prefix record beyond a truncated page is asked for once, not once per name extending it', async () => {
+    const names = Array.from({ length: 50 }, (_, i) => `x-${String(i).padStart(2, '0')}`);
+    const source = keySource(names, 3);
+    assert.deepEqual(await take(recordNames(source, {}), 100), names);
+    assert.equal(source.heads, 1);
+  });
+});
