@@ -146,10 +146,12 @@ export class Registry {
     digest: string,
     headers: Headers,
   ): Promise<Answer> {
+    const type = headers['content-type'] ?? 'application/octet-stream';
+    const ttl = this.config.s3.presignTtlSeconds;
     const location =
       'base' in target
         ? redirectUrl(this.config.redirect, target.base, relative)
-        : await this.tree.backend.presign(contentKey(digest), this.config.s3.presignTtlSeconds);
+        : await this.tree.backend.presign(contentKey(digest), ttl, type);
     if (location === undefined) throw new Error('internal: a back end that presigns gave no URL');
     return { kind: 'redirect', status: this.config.redirect.status, location, headers };
   }

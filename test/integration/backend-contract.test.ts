@@ -516,11 +516,12 @@ for (const factory of factories) {
           assert.ok(received < tampered.length, `received ${received} of ${tampered.length} bytes`);
         });
 
-      test('presign gives a URL anybody can GET with a plain fetch()', async (t) => {
+      test('presign gives a URL anybody can GET with a plain fetch(), answered with the content type asked for', async (t) => {
         const backend = await factory.open(t);
         const bytes = randomBytes(2000);
         await backend.write('v2/web/x/blobs/b', bytes);
-        const url = await backend.presign('v2/web/x/blobs/b', 60);
+        const type = 'application/vnd.oci.image.manifest.v1+json';
+        const url = await backend.presign('v2/web/x/blobs/b', 60, type);
         if (!factory.presigns) {
           assert.equal(url, undefined);
           return;
@@ -528,6 +529,7 @@ for (const factory of factories) {
         assert.ok(url);
         const answer = await fetch(url);
         assert.equal(answer.status, 200);
+        assert.equal(answer.headers.get('content-type'), type);
         assert.ok(Buffer.from(await answer.arrayBuffer()).equals(bytes));
         assert.equal((await fetch(url.replace('blobs/b', 'blobs/c'))).status, 403);
       });

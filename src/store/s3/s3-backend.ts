@@ -321,8 +321,13 @@ export class S3Backend implements Backend {
 
   readonly presigns = true;
 
-  async presign(key: string, ttlSeconds: number): Promise<string> {
-    const command = new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key) });
+  async presign(key: string, ttlSeconds: number, contentType: string): Promise<string> {
+    // response-content-type: S3 answers the GET with it (objects are stored without a type of their own).
+    const command = new GetObjectCommand({
+      Bucket: this.bucket,
+      Key: this.full(key),
+      ResponseContentType: contentType,
+    });
     return getSignedUrl(this.signer, command, { expiresIn: ttlSeconds });
   }
 
