@@ -22,6 +22,8 @@ interface Factory {
   verifiesReads: boolean;
   /** presign() gives a URL (S3: yes; a file system: undefined). */
   presigns: boolean;
+  /** localPath() gives the object's file (a file system: yes; S3: undefined). */
+  localFiles: boolean;
 }
 
 const factories: Factory[] = [
@@ -31,6 +33,7 @@ const factories: Factory[] = [
     open: (t) => freshS3Backend(t, 'tree', { listPageSize: 3 }),
     verifiesReads: true,
     presigns: true,
+    localFiles: false,
   },
 ];
 
@@ -62,6 +65,16 @@ async function readAll(backend: Backend, key: string): Promise<Buffer | undefine
 
 for (const factory of factories) {
   describe(`Backend contract: ${factory.name}`, () => {
+    test('keys are named to people within the location; localPath only where objects are local files', async (t) => {
+      const backend = await factory.open(t);
+      const described = backend.describe('v2/app/library/busybox.json');
+      assert.ok(described.startsWith(backend.location), described);
+      assert.ok(described.endsWith('v2/app/library/busybox.json'), described);
+      await backend.write('v2/app/a.json', Buffer.from('{}'));
+      const local = backend.localPath('v2/app/a.json');
+      assert.equal(local !== undefined, factory.localFiles);
+    });
+
     describe('records: read, write, compare-and-swap', () => {
       test('a written object reads back with a version; a conditional read of that version is "unchanged"', async (t) => {
         const backend = await factory.open(t);
