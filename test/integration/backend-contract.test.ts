@@ -28,9 +28,16 @@ interface Factory {
 
 const factories: Factory[] = [
   {
-    name: 's3 (Ceph RGW)',
+    name: 's3 (Ceph RGW), under a prefix, listing pages of 3',
     // A small listing page, so every listing here crosses pages.
     open: (t) => freshS3Backend(t, 'tree', { listPageSize: 3 }),
+    verifiesReads: true,
+    presigns: true,
+    localFiles: false,
+  },
+  {
+    name: 's3 (Ceph RGW), a whole bucket (s3://bucket), listing pages of 1000',
+    open: (t) => freshS3Backend(t, ''),
     verifiesReads: true,
     presigns: true,
     localFiles: false,
