@@ -26,6 +26,8 @@ interface Factory {
   presigns: boolean;
   /** How gc is kept from what publishers reference: by an age rule (S3) or by waiting for them (a lock). */
   gcRule: 'age' | 'lock';
+  /** localPath() gives the object's file (a file system: yes; S3: undefined). */
+  localFiles: boolean;
 }
 
 const factories: Factory[] = [
@@ -39,14 +41,24 @@ const factories: Factory[] = [
     verifiesReads: false,
     presigns: false,
     gcRule: 'lock',
+    localFiles: true,
   },
   {
-    name: 's3 (Ceph RGW)',
+    name: 's3 (Ceph RGW), under a prefix, listing pages of 3',
     // A small listing page, so every listing here crosses pages.
     open: (t) => freshS3Backend(t, 'tree', { listPageSize: 3 }),
     verifiesReads: true,
     presigns: true,
     gcRule: 'age',
+    localFiles: false,
+  },
+  {
+    name: 's3 (Ceph RGW), a whole bucket (s3://bucket), listing pages of 1000',
+    open: (t) => freshS3Backend(t, ''),
+    verifiesReads: true,
+    presigns: true,
+    gcRule: 'age',
+    localFiles: false,
   },
 ];
 
@@ -98,6 +110,17 @@ async function readAll(backend: Backend, key: string): Promise<Buffer | undefine
 
 for (const factory of factories) {
   describe(`Backend contract: ${factory.name}`, () => {
+    test('keys are named to people within the location (a file by its path in the tree, as every message of the tools names it); localPath only where objects are local files', async (t) => {
+      const backend = await factory.open(t);
+      const described = backend.describe('v2/app/library/busybox.json');
+      if (factory.localFiles) assert.equal(described, 'v2/app/library/busybox.json');
+      else assert.ok(described.startsWith(backend.location), described);
+      assert.ok(described.endsWith('v2/app/library/busybox.json'), described);
+      await backend.write('v2/app/a.json', Buffer.from('{}'));
+      const local = backend.localPath('v2/app/a.json');
+      assert.equal(local !== undefined, factory.localFiles);
+    });
+
     describe('records: read, write, compare-and-swap', () => {
       test('a written object reads back with a version; a conditional read of that version is "unchanged"', async (t) => {
         const backend = await factory.open(t);

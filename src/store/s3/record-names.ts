@@ -25,7 +25,8 @@
  * listed r > p with K(r) < K(q) < K(p) is an inverted pair, so p is a prefix of r continued by `-`/`.`, and p was
  * yielded before r already (not pending); an early p' yielded before such an r is smaller than r, and were it > p,
  * r > p again. (2) everything yielded after q is larger than q — a name s < q with K(s) > K(q) is an inverted pair,
- * so s is a pending prefix of q, yielded now. Each name is yielded once (a set of names yielded early). The
+ * so s is a pending prefix of q, yielded now. Each name is yielded once (a set of names yielded early). (A record
+ * created during the walk may be missed or come out of place, as on any listing; the next page request sees it.) The
  * cost: the keys read plus at most one HEAD per distinct prefix that falls beyond a truncated batch (an absent
  * one is remembered).
  */
