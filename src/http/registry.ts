@@ -145,11 +145,17 @@ export class Registry {
     relative: string,
     digest: string,
     headers: Headers,
+    contentType?: string,
   ): Promise<Answer> {
+    // A manifest's media type travels in the presigned URL: clients take a manifest's type from Content-Type.
     const location =
       'base' in target
         ? redirectUrl(this.config.redirect, target.base, relative)
-        : await this.tree.backend.presign(contentKey(digest), this.config.s3.presignTtlSeconds);
+        : await this.tree.backend.presign(
+            contentKey(digest),
+            this.config.s3.presignTtlSeconds,
+            contentType ?? 'application/octet-stream',
+          );
     if (location === undefined) throw new Error('internal: a back end that presigns gave no URL');
     return { kind: 'redirect', status: this.config.redirect.status, location, headers };
   }
@@ -236,7 +242,13 @@ export class Registry {
       };
     const target = this.redirectTarget(visible);
     if (target !== undefined)
-      return this.redirect(target, manifestUrlPath(entry.mediaType, digest), digest, headers);
+      return this.redirect(
+        target,
+        manifestUrlPath(entry.mediaType, digest),
+        digest,
+        headers,
+        entry.mediaType,
+      );
     const body = await this.readManifest(digest, entry.mediaType, entry.size);
     const immutable = visible.isPublic ? IMMUTABLE : PRIVATE_IMMUTABLE;
     return {
@@ -292,7 +304,7 @@ export class Registry {
     if (target !== undefined) {
       const manifest = repository.manifests.get(digest);
       const relative = manifest ? manifestUrlPath(manifest.mediaType, digest) : blobUrlPath(digest);
-      return this.redirect(target, relative, digest, headers);
+      return this.redirect(target, relative, digest, headers, manifest?.mediaType);
     }
     return {
       kind: 'content',

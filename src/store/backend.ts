@@ -147,8 +147,11 @@ export interface Backend {
   open(key: string, range?: ByteRange, digest?: string): Promise<Opened | undefined>;
   /** Whether `presign` gives URLs (a bucket does; a directory has no URL of its own). */
   readonly presigns: boolean;
-  /** A URL that lets anybody GET the object for `ttlSeconds`; undefined when the back end has none. */
-  presign(key: string, ttlSeconds: number): Promise<string | undefined>;
+  /**
+   * A URL that lets anybody GET the object for `ttlSeconds`, answered with `contentType` when given (content is
+   * stored once for every media type); undefined when the back end has none.
+   */
+  presign(key: string, ttlSeconds: number, contentType?: string): Promise<string | undefined>;
   /** The object's file when the tree is on a local file system (sendfile, nginx); undefined otherwise. */
   localPath(key: string): string | undefined;
 
