@@ -13,7 +13,7 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config, ScalarKey } from '../config/schema.ts';
 import { buildApp, checkConfigFiles, reloadApp } from '../http/app.ts';
 import type { Backend } from '../store/backend.ts';
-import { openBackend } from '../store/open-backend.ts';
+import { isS3Location, openBackend } from '../store/open-backend.ts';
 import { StorageError } from '../store/storage-error.ts';
 import { Tree } from '../store/tree.ts';
 
@@ -99,7 +99,7 @@ export function listenProblem(error: unknown, listen: string): string {
 /**
  * What to say once at start about a configuration that holds but may not do what was meant: passwords over plain
  * HTTP; anonymous rules that docker cannot use beside Basic logins (docs/security.md); redirect mode with no URL to
- * redirect to (a repository published without --base-url is then served from the tree).
+ * redirect to on a file system (a repository published without --base-url is then served from the tree).
  */
 export function configWarnings(config: Config): string[] {
   const warnings: string[] = [];
@@ -109,7 +109,8 @@ export function configWarnings(config: Config): string[] {
     );
   const docker = anonymousDockerWarning(config);
   if (docker !== undefined) warnings.push(docker);
-  if (config.redirect.url !== undefined) return warnings;
+  // On S3 a repository with no base URL is redirected to presigned URLs of the bucket: nothing to warn about.
+  if (config.redirect.url !== undefined || isS3Location(config.dataDir)) return warnings;
   const rules = config.repositories
     .filter((rule) => rule.mode === 'redirect')
     .map((rule) => `"${rule.match}"`);

@@ -145,8 +145,10 @@ export class Registry {
     relative: string,
     digest: string,
     headers: Headers,
+    /** What the presigned URL is answered with (a manifest's media type), when not the answer's own. */
+    contentType?: string,
   ): Promise<Answer> {
-    const type = headers['content-type'] ?? 'application/octet-stream';
+    const type = contentType ?? headers['content-type'] ?? 'application/octet-stream';
     const ttl = this.config.s3.presignTtlSeconds;
     const location =
       'base' in target
@@ -238,7 +240,13 @@ export class Registry {
       };
     const target = this.redirectTarget(visible);
     if (target !== undefined)
-      return this.redirect(target, manifestUrlPath(entry.mediaType, digest), digest, headers);
+      return this.redirect(
+        target,
+        manifestUrlPath(entry.mediaType, digest),
+        digest,
+        headers,
+        entry.mediaType,
+      );
     const body = await this.readManifest(digest, entry.mediaType, entry.size);
     const immutable = visible.isPublic ? IMMUTABLE : PRIVATE_IMMUTABLE;
     return {
@@ -294,7 +302,7 @@ export class Registry {
     if (target !== undefined) {
       const manifest = repository.manifests.get(digest);
       const relative = manifest ? manifestUrlPath(manifest.mediaType, digest) : blobUrlPath(digest);
-      return this.redirect(target, relative, digest, headers);
+      return this.redirect(target, relative, digest, headers, manifest?.mediaType);
     }
     return {
       kind: 'content',

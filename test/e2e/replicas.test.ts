@@ -3,8 +3,8 @@
  * configuration docs/storage.md shows (read from there), behave as one registry. Publishes are answered at the
  * very next request by every replica, asked directly, while skopeo and podman pull through the balancer; a replica
  * killed with SIGKILL under load costs no client a wrong byte (every body is hashed against its digest), and
- * nothing sent after it died fails. In both modes: serve (bytes from the tree) and redirect (bytes from nginx, or
- * from the back end's own URLs).
+ * nothing sent after it died fails. In both modes: serve (bytes from the tree) and redirect (bytes from nginx over
+ * a directory, from presigned URLs of the bucket over S3).
  *
  * The tree's location is a parameter (TREES): the test touches the tree only through the derrick CLI (publish,
  * unpublish) and HTTP, never through the file system, so the same test runs over any back end.
@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { freshTree } from '../helpers/backends.ts';
 import { digestOf, run, runDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
 import { containersClientConfig, podmanStateArgs } from '../helpers/containers.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
@@ -42,10 +43,20 @@ after(() => temp.cleanup());
 let counter = 0;
 const fresh = (label: string): string => path.join(temp.dir, `${label}-${++counter}`);
 
-// The places the one tree may live. An S3 bucket is one more entry, `{ name: 's3', dataDir: 's3://bucket/prefix',
-// env: { AWS_ENDPOINT_URL, … } }`, with no webRoot: its redirect mode sends clients to the bucket's own URLs.
+// The places the one tree may live: a directory, and a prefix of a fresh bucket on the test S3 server (Ceph RGW,
+// started by scripts/s3.sh; the bucket is deleted after the file), with no webRoot: its redirect mode sends
+// clients to presigned URLs of the bucket, no nginx in between.
 const fsTree = path.join(temp.dir, 'tree');
-const TREES: TreeLocation[] = [{ name: 'fs', dataDir: fsTree, webRoot: path.join(fsTree, 'v2', 'web') }];
+const s3Tree = await freshTree('s3', {
+  after: (cleanup) =>
+    after(async () => {
+      await cleanup?.(undefined as never, () => undefined);
+    }),
+});
+const TREES: TreeLocation[] = [
+  { name: 'fs', dataDir: fsTree, webRoot: path.join(fsTree, 'v2', 'web') },
+  { name: 's3', dataDir: s3Tree.location, env: { ...s3Tree.env } as Record<string, string> },
+];
 
 const REPLICAS = 3;
 /** Publishes while the clients pull. */
