@@ -367,7 +367,8 @@ export class S3Backend implements Backend {
         `no published tree at ${this.location} (no object under v2/): publish into it first, or pass --data-dir`,
       );
     const others = await this.page(this.prefix === '' ? '' : `${this.prefix}/`, undefined, 1);
-    if (others.keys.length > 0)
+    // Looked at again: a concurrent first publish into this prefix may have stored its first object meanwhile.
+    if (others.keys.length > 0 && !(await this.hasChildren('v2')))
       throw new DataDirError(
         `${this.location} holds objects and no published tree (nothing under v2/): publish into a new or empty prefix, or pass --data-dir the location of a published tree`,
       );
