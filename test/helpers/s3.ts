@@ -103,6 +103,30 @@ export async function rawClient(): Promise<S3Client> {
   });
 }
 
+/** Every object of the bucket (key → ETag) and every unfinished multipart upload (`upload <key>`). */
+export async function bucketSnapshot(bucket: string): Promise<Map<string, string>> {
+  const client = await rawClient();
+  try {
+    const out = new Map<string, string>();
+    let token: string | undefined;
+    do {
+      const page = await client.send(
+        new ListObjectsV2Command({
+          Bucket: bucket,
+          ...(token === undefined ? {} : { ContinuationToken: token }),
+        }),
+      );
+      for (const object of page.Contents ?? []) out.set(object.Key ?? '', object.ETag ?? '');
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+    const uploads = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+    for (const upload of uploads.Uploads ?? []) out.set(`upload ${upload.Key ?? ''}`, upload.UploadId ?? '');
+    return out;
+  } finally {
+    client.destroy();
+  }
+}
+
 /** Deletes every object and unfinished upload of `bucket`, then the bucket. */
 export async function deleteBucket(client: S3Client, bucket: string): Promise<void> {
   for (;;) {

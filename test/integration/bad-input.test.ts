@@ -2,13 +2,20 @@
  * `derrick publish` refuses bad input cleanly: every refusal exits 1 with exactly one `derrick: …` line on
  * stderr that names the problem (no stack trace), and leaves the published tree byte for byte as it was —
  * staging files and publisher registrations included.
+ *
+ * Most of these run on a file-system tree only: what they refuse is the source or the name, checked before the
+ * back end is written (the same code for both), or a local file system's own failures (permissions, a full or
+ * read-only disk, names colliding with directories). Content that does not match its digest is the back end's
+ * business, so that part also runs on a bucket: nothing lands, not even an unfinished multipart upload.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { freshTree, type TreeSpot } from '../helpers/backends.ts';
+import { bucketSnapshot } from '../helpers/s3.ts';
 import {
   CLI,
   collectOutput,
@@ -506,3 +513,75 @@ describe('publish into a tree that cannot be written', { concurrency: 4 }, () =>
     await expectRefused(dataDir, [`oci:${dir}`, 'library/other'], [/read-only/]);
   });
 });
+
+/** A prefix of a new bucket holding library/base, published by the CLI. */
+async function publishedBucket(t: TestContext): Promise<TreeSpot & { bucket: string }> {
+  const spot = await freshTree('s3', t);
+  const result = await runDerrick(
+    ['publish', '--quiet', '--data-dir', spot.location, `oci:${baseLayout}`, 'library/base'],
+    { env: { ...QUIET_ENV, ...spot.env } },
+  );
+  assert.equal(result.code, 0, `setup publish into ${spot.location} failed: ${result.stderr}`);
+  assert.ok(spot.bucket !== undefined);
+  return { ...spot, bucket: spot.bucket };
+}
+
+/** expectRefused for a tree in a bucket: the refusal as users see it, and the bucket unchanged. */
+async function expectRefusedOnS3(t: TestContext, args: string[], mentions: Mention[]): Promise<void> {
+  const spot = await publishedBucket(t);
+  const before = await bucketSnapshot(spot.bucket);
+  const result = await runDerrick(['publish', '--quiet', '--data-dir', spot.location, ...args], {
+    env: { ...QUIET_ENV, ...spot.env },
+  });
+  const problems = refusalProblems(result, mentions);
+  const changes = treeChanges(before, await bucketSnapshot(spot.bucket));
+  if (changes.length > 0) problems.push(`the bucket changed: ${changes.join(', ')}`);
+  assert.equal(problems.length, 0, `${problems.join('\n')}\n--- stderr:\n${result.stderr}`);
+}
+
+describe(
+  'publish into a bucket from an OCI layout that does not hold what it claims',
+  { concurrency: 3 },
+  () => {
+    test('a layer that does not match its digest (same size) → exit 1, names the blob, bucket unchanged', async (t) => {
+      const { dir, layerFile } = await freshLayout('s3-same-size-mismatch');
+      const { size } = await fs.stat(layerFile);
+      await fs.writeFile(layerFile, randomBytes(size));
+      await expectRefusedOnS3(t, [`oci:${dir}`, 'x'], [layerFile, 'does not match']);
+    });
+
+    test('a 4 MiB layer (a multipart upload) that does not match its digest → exit 1, names the blob, no object and no unfinished upload left', async (t) => {
+      const dir = path.join(scratch('s3-big-mismatch'), 'layout');
+      const builder = new LayoutBuilder(dir);
+      const image = await builder.image({ files: { 'random.bin': randomBytes(4 * 1024 * 1024) } });
+      builder.add(image, 'latest').write();
+      const manifest = JSON.parse(
+        await fs.readFile(path.join(dir, 'blobs', 'sha256', image.digest.slice(7)), 'utf8'),
+      ) as { layers: { digest: string; size: number }[] };
+      const layer = manifest.layers[0]!;
+      assert.ok(layer.size > 1024 * 1024, 'the layer is too small for a multipart upload');
+      const layerFile = path.join(dir, 'blobs', 'sha256', layer.digest.slice(7));
+      const bytes = await fs.readFile(layerFile);
+      bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff; // the very last byte: found only at the end
+      await fs.writeFile(layerFile, bytes);
+      await expectRefusedOnS3(t, [`oci:${dir}`, 'x'], [layerFile, 'does not match']);
+    });
+
+    test('a layer of another size than declared → exit 1, names both sizes, bucket unchanged', async (t) => {
+      const { dir, layerFile } = await freshLayout('s3-other-size-mismatch');
+      const { size } = await fs.stat(layerFile);
+      await fs.writeFile(layerFile, randomBytes(size + 1000));
+      await expectRefusedOnS3(
+        t,
+        [`oci:${dir}`, 'x'],
+        [layerFile, 'does not match', `${size + 1000} bytes`, `${size} were declared`],
+      );
+    });
+
+    test('a layer missing from the layout → exit 1, names it as missing, bucket unchanged', async (t) => {
+      const { dir, layerFile } = await freshLayout('s3-missing-blob');
+      await fs.rm(layerFile);
+      await expectRefusedOnS3(t, [`oci:${dir}`, 'x'], [`sha256:${path.basename(layerFile)}`, 'missing']);
+    });
+  },
+);

@@ -2,6 +2,10 @@
  * Publishers running at the same time: into one repository (each waits its turn for the record, none loses a
  * tag), into different repositories (they never wait for each other), and alongside gc (gc never deletes under
  * a running publisher, and a publisher never starts under a running gc).
+ *
+ * File system only: these check the per-machine locks and publisher registrations (abstract sockets, the
+ * staging and in-flight directories) that coordinate a tree on a file system. A bucket has none; its
+ * equivalents — compare-and-swap on the record, gc's age rule — are tested in s3-safety.test.ts.
  */
 import { fsLayout } from '../helpers/fs-tree.ts';
 import assert from 'node:assert/strict';

@@ -10,6 +10,9 @@
  * publisher's "copying" line (staging), and the layer's arrival in the content store (commit, links, record).
  * How long a publish lasts after each moment is measured by two uninterrupted publishes first, then kept up to
  * date from every attempt that finished before its kill (the machine's load changes while the test runs).
+ *
+ * File system only: the kill points and leftovers are a file system's (staging files, renames, hard links,
+ * registrations); s3-crash.test.ts does the same for a bucket, killing mid-multipart upload and before the record.
  */
 import { fsLayout } from '../helpers/fs-tree.ts';
 import assert from 'node:assert/strict';

@@ -4,6 +4,9 @@
  * line wrapping back, this publish's staging files go (another publisher's stay), one line says
  * `interrupted: nothing was published`, the exit status is 130 / 143, and the tree is file for file as before.
  * After it has begun: the commit finishes, and the line says so.
+ *
+ * Into a bucket too, mid-copy: the multipart upload under way is aborted and the bucket is object for object as
+ * before. The tests that hold gc's or a record's lock stay on a file system: a bucket has no such locks.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -26,7 +29,10 @@ import {
   tempDir,
   type RunResult,
 } from '../helpers/cli.ts';
+import { ListMultipartUploadsCommand, ListPartsCommand } from '@aws-sdk/client-s3';
+import { freshTree, type TreeSpot } from '../helpers/backends.ts';
 import { largeImageLayout } from '../helpers/images.ts';
+import { bucketSnapshot, rawClient } from '../helpers/s3.ts';
 import { waitForPrinted } from '../helpers/processes.ts';
 
 const temp = tempDir('derrick-interrupt-');
@@ -290,6 +296,45 @@ describe('an interrupted publish, once it has begun committing', { concurrency: 
       assert.deepEqual(verified.problems, []);
       // Nothing of this publish is left in staging; the neighbour's file is.
       assert.deepEqual(await fs.readdir(path.join(dataDir, 'v2', '.staging')), ['another-publisher.blob']);
+    });
+  }
+});
+
+/** Resolves once a multipart upload into the bucket has a part stored: the copy is under way. */
+async function waitForUploadedPart(spot: TreeSpot, publishing: Publishing): Promise<void> {
+  const client = await rawClient();
+  try {
+    for (;;) {
+      if (publishing.child.exitCode !== null) assert.fail(`the publish ended first:\n${publishing.output()}`);
+      const { Uploads } = await client.send(new ListMultipartUploadsCommand({ Bucket: spot.bucket }));
+      for (const { Key, UploadId } of Uploads ?? []) {
+        const { Parts } = await client.send(new ListPartsCommand({ Bucket: spot.bucket, Key, UploadId }));
+        if ((Parts ?? []).length > 0) return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  } finally {
+    client.destroy();
+  }
+}
+
+describe('an interrupted publish into a bucket, before it commits', { concurrency: 2 }, () => {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    test(`${signal} mid-upload on a pipe → "interrupted: nothing was published", exit ${EXIT[signal]}, the bucket object for object as before, no unfinished upload`, async (t) => {
+      const spot = await freshTree('s3', t);
+      assert.ok(spot.bucket !== undefined);
+      const neighbour = await runDerrick(['publish', '-q', demo, 'demo/hello', '--data-dir', spot.location], {
+        env: { ...env, ...spot.env },
+      });
+      assert.equal(neighbour.code, 0, neighbour.stderr);
+      const before = await bucketSnapshot(spot.bucket);
+      const publishing = startPublish([`oci:${bigLayout}`, 'big/app:1', '--data-dir', spot.location], false);
+      await waitForUploadedPart(spot, publishing);
+      publishing.interrupt(signal);
+      const result = await publishing.done;
+      assert.equal(result.code, EXIT[signal], publishing.output());
+      assert.equal(result.stderr, 'derrick: interrupted: nothing was published\n');
+      assert.deepEqual(await bucketSnapshot(spot.bucket), before);
     });
   }
 });
