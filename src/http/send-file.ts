@@ -76,11 +76,10 @@ export async function sendContent(
   }
   let opened;
   try {
-    opened = await backend.open(
-      answer.key,
-      length === 0 ? undefined : { start, end },
-      range ? undefined : answer.digest,
-    );
+    // A whole read is asked for as one (no range), so that a back end that cannot trust its store verifies it.
+    opened = range
+      ? await backend.open(answer.key, { start, end })
+      : await backend.open(answer.key, undefined, answer.digest);
   } catch (error) {
     if (error instanceof StorageError) throw error;
     opened = undefined;
@@ -113,6 +112,15 @@ export async function sendContent(
     return;
   }
   opened.stream.once('error', (error) => {
+    // Failed before its first byte left (a tampered object held back whole): the error answer that follows must
+    // not carry the content's digest, validator or year-long caching.
+    if (!reply.raw.headersSent)
+      for (const name of Object.keys(answer.headers).concat(
+        'accept-ranges',
+        'content-range',
+        'content-length',
+      ))
+        reply.removeHeader(name);
     request.log.error(
       { object: backend.describe(answer.key), err: error.message },
       'a blob failed while it was sent',

@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
 import type { Config, ScalarKey } from '../../src/config/schema.ts';
 import { buildApp } from '../../src/http/app.ts';
@@ -18,9 +18,14 @@ import { splitNameAndTag } from '../../src/oci/names.ts';
 import { openSource } from '../../src/publish/open-source.ts';
 import { silentProgress } from '../../src/publish/progress.ts';
 import { publish, type Destination, type PublishResult } from '../../src/publish/publisher.ts';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { isS3Location, openBackend } from '../../src/store/open-backend.ts';
+import { parseS3Url } from '../../src/store/s3/s3-backend.ts';
 import { Tree } from '../../src/store/tree.ts';
+import { freshTree, type BackendName, type TreeSpot } from './backends.ts';
 import { runDerrick } from './cli.ts';
 import { LayoutBuilder, MT, type Descriptor } from './images.ts';
+import { rawClient } from './s3.ts';
 
 export const API_VERSION_HEADER = 'docker-distribution-api-version';
 export const API_VERSION = 'registry/2.0';
@@ -32,9 +37,15 @@ export function serveConfig(dataDir: string, flags: Flags = {}): Config {
   return loadConfig({ flags: { dataDir, accessLog: 'false', logLevel: 'silent', ...flags } });
 }
 
+/** Where a test's tree is: a directory or s3:// location as `--data-dir` takes it, or a TreeSpot (backends.ts). */
+export type Where = string | TreeSpot;
+
+export const locationOf = (where: Where): string => (typeof where === 'string' ? where : where.location);
+
 /**
- * The real app over the tree at `dataDir`, logging nothing, with the Tree made as `derrick serve` makes it (its
- * directory-listing cache sized by the config). Close it in an after hook.
+ * The real app over the tree at `dataDir` (a directory), logging nothing, with the Tree made as `derrick serve`
+ * makes it (its directory-listing cache sized by the config). Close it in an after hook. For a tree on any back
+ * end, serveTree.
  */
 export function serveApp(dataDir: string, flags: Flags = {}): FastifyInstance {
   const config = serveConfig(dataDir, flags);
@@ -42,30 +53,78 @@ export function serveApp(dataDir: string, flags: Flags = {}): FastifyInstance {
   return buildApp(config, tree, { logger: pino({ level: 'silent' }) });
 }
 
-/** Publishes `source` (`oci:<dir>[:<ref>]`) as `targets` (`name[:tag]`), in-process (no CLI spawn). */
+/**
+ * The real app over a tree on either back end, its back end opened as `derrick serve` opens it (openBackend with
+ * the config's listing cache and S3 settings) and closed with the app. `logger`: to read what it logs.
+ */
+export async function serveTree(
+  where: Where,
+  flags: Flags = {},
+  logger: Logger = pino({ level: 'silent' }),
+): Promise<FastifyInstance> {
+  const config = serveConfig(locationOf(where), flags);
+  const backend = await openBackend(config.dataDir, {
+    listingCache: config.cache.listings,
+    s3: config.s3,
+  });
+  const app = buildApp(config, new Tree(backend), { logger });
+  app.addHook('onClose', () => backend.close());
+  return app;
+}
+
+/** The tree at `where` on its back end (close `tree.backend` when done). */
+export async function openTree(where: Where): Promise<Tree> {
+  return new Tree(await openBackend(locationOf(where)));
+}
+
+/**
+ * A fresh tree for a whole describe block (freshTree is per test): made in its `before`, removed by `remove()`
+ * in its `after`.
+ */
+export async function suiteTree(
+  backend: BackendName,
+): Promise<{ spot: TreeSpot; remove: () => Promise<void> }> {
+  const cleanups: (() => unknown)[] = [];
+  const spot = await freshTree(backend, { after: (fn: () => unknown) => void cleanups.push(fn) });
+  return {
+    spot,
+    remove: async () => {
+      for (const cleanup of cleanups.reverse()) await cleanup();
+    },
+  };
+}
+
+/**
+ * Publishes `source` (`oci:<dir>[:<ref>]`) as `targets` (`name[:tag]`), in-process (no CLI spawn), into a tree on
+ * either back end.
+ */
 export async function publishInto(
-  dataDir: string,
+  where: Where,
   source: string,
   targets: string[],
   options: { baseUrl?: string; protected?: boolean } = {},
 ): Promise<PublishResult> {
-  const tree = new Tree(dataDir);
+  const tree = await openTree(where);
   const byName = new Map<string, string[]>();
   for (const target of targets) {
     const { name, tag } = splitNameAndTag(target);
     byName.set(name, [...(byName.get(name) ?? []), ...(tag === undefined ? [] : [tag])]);
   }
   const destinations: Destination[] = [...byName].map(([name, tags]) => ({ name, tags }));
-  return publish({
-    tree,
-    openSource: () => openSource(source, tree.backend.scratchDir),
-    destinations,
-    allTags: false,
-    baseUrl: options.baseUrl,
-    protected: options.protected,
-    lockTimeoutMs: 30_000,
-    progress: silentProgress,
-  });
+  try {
+    return await publish({
+      tree,
+      openSource: () => openSource(source, tree.backend.scratchDir),
+      destinations,
+      allTags: false,
+      baseUrl: options.baseUrl,
+      protected: options.protected,
+      lockTimeoutMs: 30_000,
+      progress: silentProgress,
+    });
+  } finally {
+    await tree.backend.close();
+  }
 }
 
 /** Runs the real `derrick <command> … --data-dir <dataDir>` and fails the test when it does not exit 0. */
@@ -75,11 +134,27 @@ export async function derrickOk(dataDir: string, args: string[]): Promise<string
   return result.stdout;
 }
 
-/** Writes a record file as is (any JSON value, or raw text) at v2/app/<name>.json. */
-export async function writeRecordFile(dataDir: string, name: string, content: unknown): Promise<string> {
-  const file = path.join(dataDir, 'v2', 'app', ...name.split('/')) + '.json';
+/**
+ * Writes a record as is (any JSON value, or raw text) at v2/app/<name>.json, behind derrick's back: a file, or a
+ * raw PutObject into the bucket. Returns the file, or the object's key in its bucket.
+ */
+export async function writeRecordFile(where: Where, name: string, content: unknown): Promise<string> {
+  const text = typeof content === 'string' ? content : JSON.stringify(content, null, 1);
+  const location = locationOf(where);
+  if (isS3Location(location)) {
+    const { bucket, prefix } = parseS3Url(new URL(location));
+    const key = `${prefix === '' ? '' : `${prefix}/`}v2/app/${name}.json`;
+    const client = await rawClient();
+    try {
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: text }));
+    } finally {
+      client.destroy();
+    }
+    return key;
+  }
+  const file = path.join(location, 'v2', 'app', ...name.split('/')) + '.json';
   await fs.mkdir(path.dirname(file), { recursive: true });
-  await fs.writeFile(file, typeof content === 'string' ? content : JSON.stringify(content, null, 1));
+  await fs.writeFile(file, text);
   return file;
 }
 
