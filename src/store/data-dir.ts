@@ -78,7 +78,9 @@ export function checkDataDir(layout: TreeLayout, use: DataDirUse): void {
   } catch (error) {
     throw notReadable(root, (error as NodeJS.ErrnoException).code ?? 'EIO');
   }
-  if (entries.length > 0)
+  // What appeared since the first look may be v2/ itself: another publisher starting this tree at the same time.
+  const v2Now = statOrCode(v2);
+  if (entries.length > 0 && !(typeof v2Now !== 'string' && v2Now.isDirectory()))
     throw new DataDirError(
       `${root} is not empty and holds no published tree (no v2/ inside): publish into a new or empty directory, or pass --data-dir the directory of a published tree`,
     );
