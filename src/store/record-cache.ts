@@ -52,6 +52,8 @@ function derive(repository: Repository): CachedRepository {
 
 export class RecordCache {
   private readonly cache: LRUCache<string, Entry> | undefined;
+  /** Records being read, with the requests that arrived meanwhile (they share the next read). */
+  private readonly flights = new Map<string, ((result: Promise<RecordResult>) => void)[]>();
 
   constructor(
     private readonly backend: Backend,
@@ -61,12 +63,41 @@ export class RecordCache {
     this.cache = maxEntries > 0 ? new LRUCache<string, Entry>({ max: maxEntries }) : undefined;
   }
 
-  /** The record of `name` (already validated). Never throws for a bad record: returns its RecordError. */
-  async get(name: string): Promise<RecordResult> {
+  /**
+   * The record of `name` (already validated). Never throws for a bad record: returns its RecordError.
+   *
+   * Requests for one record that arrive while it is being read share the NEXT read, which starts when that one
+   * ends: every answer still comes from a read that began after its request arrived (so a publish completed
+   * before a request is seen by it), but a hundred concurrent requests for one tag cost two round trips to an
+   * object store, not a hundred.
+   */
+  get(name: string): Promise<RecordResult> {
     const key = recordKey(name);
     const hit = this.cache?.get(key);
+    if (hit && this.ttlMs > 0 && Date.now() - hit.checkedAt < this.ttlMs)
+      return Promise.resolve({ found: true, cached: hit.cached });
+    const flight = this.flights.get(key);
+    if (flight) return new Promise((resolve) => flight.push(resolve));
+    return this.fly(key, name);
+  }
+
+  private fly(key: string, name: string): Promise<RecordResult> {
+    const waiting: ((result: Promise<RecordResult>) => void)[] = [];
+    this.flights.set(key, waiting);
+    const result = this.read(key, name);
+    const land = (): void => {
+      this.flights.delete(key);
+      if (waiting.length === 0) return;
+      const next = this.fly(key, name);
+      for (const resolve of waiting) resolve(next);
+    };
+    result.then(land, land);
+    return result;
+  }
+
+  private async read(key: string, name: string): Promise<RecordResult> {
+    const hit = this.cache?.get(key);
     const now = Date.now();
-    if (hit && this.ttlMs > 0 && now - hit.checkedAt < this.ttlMs) return { found: true, cached: hit.cached };
     const read = await this.backend.read(key, hit?.version);
     switch (read.status) {
       case 'unchanged':
