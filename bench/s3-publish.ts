@@ -21,7 +21,7 @@ import { derrickCli, layoutsOf, randomImageLayout, REPO_ROOT } from './fixtures.
 import { median } from './load.ts';
 import { DERRICK_BUCKET } from './s3-fixtures.ts';
 import { startDerrickS3 } from './s3-servers.ts';
-import { childEnv, deletePrefix, pool, type S3Endpoint } from './s3-store.ts';
+import { childEnv, deletePrefix, pool, reclaimSpace, type S3Endpoint } from './s3-store.ts';
 import { MANIFEST_ACCEPT, type BenchServer } from './servers.ts';
 import { count, fmt, log } from './summary.ts';
 import type { Fixtures, Row } from './types.ts';
@@ -233,6 +233,7 @@ export async function measureS3PublishThroughput(
             ]),
           );
           await deletePrefix(client, DERRICK_BUCKET, prefix);
+          await reclaimSpace(s3);
         },
         async () => {
           const key = `throughput-sdk/${round}`;
@@ -240,6 +241,7 @@ export async function measureS3PublishThroughput(
           await sdkUpload(client, DERRICK_BUCKET, key, layerFile, SDK_UPLOAD);
           sdkMs.push(elapsedMs(started));
           await deletePrefix(client, DERRICK_BUCKET, 'throughput-sdk/');
+          await reclaimSpace(s3);
         },
       ];
       if (round % 2 === 1) runs.reverse();

@@ -8,7 +8,7 @@
  * own script is a change of one line.
  */
 import { spawn } from 'node:child_process';
-import { createReadStream, promises as fs, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
   CreateBucketCommand,
@@ -33,6 +33,8 @@ export interface S3Endpoint {
   dir?: string;
   /** The RGW's and its OSD's pids when ours (their CPU is part of what a request costs). */
   pids: number[];
+  /** The cluster's ceph.conf when known (start-s3.sh's DIR): radosgw-admin can then reclaim deleted objects. */
+  cephConf?: string;
 }
 
 function parseEnv(text: string): Record<string, string> {
@@ -43,6 +45,7 @@ function parseEnv(text: string): Record<string, string> {
 }
 
 function endpointOf(vars: Record<string, string>, from: string, dir?: string): S3Endpoint {
+  const cephConf = path.join(dir ?? path.dirname(from), 'ceph.conf');
   const { S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION } = vars;
   if (!S3_ENDPOINT || !S3_ACCESS_KEY || !S3_SECRET_KEY)
     throw new Error(`bench: ${from} names no S3_ENDPOINT, S3_ACCESS_KEY and S3_SECRET_KEY`);
@@ -59,6 +62,7 @@ function endpointOf(vars: Record<string, string>, from: string, dir?: string): S
     region: S3_REGION ?? 'us-east-1',
     ...(dir ? { dir } : {}),
     pids,
+    ...(existsSync(cephConf) ? { cephConf } : {}),
   };
 }
 
@@ -99,7 +103,7 @@ export async function startS3(workDir: string): Promise<S3Endpoint> {
       const stdout = await run(S3_START.start, [dir], env);
       log(`S3: started Ceph RGW (memstore) in ${((Date.now() - started) / 1000).toFixed(1)} s under ${dir}`);
       ours.add(dir);
-      return endpointOf(parseEnv(stdout), S3_START.start, dir);
+      return endpointOf(parseEnv(stdout), path.join(dir, 's3.env'), dir);
     } catch (error) {
       lastError = error;
       await stopS3({ dir });
@@ -121,6 +125,16 @@ export async function stopS3(s3: { dir?: string } | undefined): Promise<void> {
 /** Stops every RGW startS3 started and stopS3 has not stopped yet (errors, SIGINT). */
 export async function stopAllS3(): Promise<void> {
   await Promise.all([...ours].map((dir) => stopS3({ dir })));
+}
+
+/**
+ * Makes the RGW free the space of deleted objects now: it keeps the parts of a deleted multipart object for its
+ * garbage collector, two hours by default, and a memstore OSD of 4 GiB fills after a few GiB-sized rounds.
+ * Needs the cluster's ceph.conf (start-s3.sh's DIR); without it, nothing is done.
+ */
+export async function reclaimSpace(s3: S3Endpoint): Promise<void> {
+  if (!s3.cephConf) return;
+  await run('radosgw-admin', ['-c', s3.cephConf, 'gc', 'process', '--include-all'], process.env);
 }
 
 /**
