@@ -199,7 +199,7 @@ export function generatedName(i: number): string {
 
 async function readPublished(tree: Tree, name: string): Promise<Repository> {
   const lookup = await tree.readRecord(name);
-  if (!lookup.found) throw new Error(`bench: ${name} is not in ${tree.layout.root} after publishing it`);
+  if (!lookup.found) throw new Error(`bench: ${name} is not in ${tree.location} after publishing it`);
   return lookup.repository;
 }
 

@@ -300,7 +300,7 @@ export async function measureVisibility(fixtures: Fixtures, options: { publishes
       const started = process.hrtime.bigint();
       await publish({
         tree,
-        openSource: () => openSource(source, tree.layout),
+        openSource: () => openSource(source, tree.backend.scratchDir),
         destinations: [{ name: VISIBLE, tags: [tag] }],
         allTags: false,
         baseUrl: undefined,

@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pkg in skopeo umoci nginx zstd podman containerd openssl docker-registry wrk apache2-utils zsh fish; do
+for pkg in skopeo umoci nginx zstd podman containerd openssl docker-registry wrk apache2-utils zsh fish haproxy; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
+for pkg in ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl; do dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg"); done # the tests' S3 server (scripts/s3.sh)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: missing Debian packages: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2

@@ -1,7 +1,9 @@
+import { InvalidArgumentError } from 'commander';
 /** Turns any error into the one line the user sees: what went wrong and what to do. */
 import path from 'node:path';
 import { DigestMismatchError } from '../store/content.ts';
 import { DataDirError } from '../store/data-dir.ts';
+import { StorageError } from '../store/storage-error.ts';
 import { LockTimeoutError } from '../store/locks.ts';
 import { RecordError } from '../store/record.ts';
 import { PublishError } from '../publish/publisher.ts';
@@ -18,7 +20,9 @@ export function describeError(error: unknown, dataDir: string): string {
     error instanceof SourceError ||
     error instanceof DigestMismatchError ||
     error instanceof RecordError ||
-    error instanceof DataDirError
+    error instanceof DataDirError ||
+    error instanceof StorageError ||
+    error instanceof InvalidArgumentError
   ) {
     return error.message;
   }

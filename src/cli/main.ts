@@ -5,6 +5,7 @@
 // publisher's and `derrick ls` without the server's: start-up time is module loading.
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Progress } from '../publish/progress.ts';
+import { DEFAULT_GC_MIN_AGE_SECONDS, type Backend } from '../store/backend.ts';
 import type { DataDirUse } from '../store/data-dir.ts';
 import type { Tree } from '../store/tree.ts';
 import { addCompletionCommand } from './completion.ts';
@@ -51,8 +52,9 @@ const modules = {
   gc: () => import('../publish/gc.ts'),
   verify: () => import('../publish/verify.ts'),
   migrate: () => import('../publish/migrate.ts'),
+  copyTree: () => import('../publish/copy-tree.ts'),
   tree: () => import('../store/tree.ts'),
-  dataDir: () => import('../store/data-dir.ts'),
+  openBackend: () => import('../store/open-backend.ts'),
   progress: () => import('./progress.ts'),
   interrupt: () => import('./interrupt.ts'),
 };
@@ -62,11 +64,23 @@ const modules = {
  * migrate may start one in a new or empty directory. Refused before anything is created.
  */
 async function openTree(opts: Record<string, unknown>, use: DataDirUse): Promise<Tree> {
-  const [{ Tree }, { checkDataDir }] = await Promise.all([modules.tree(), modules.dataDir()]);
-  const tree = new Tree(String(opts.dataDir));
-  checkDataDir(tree.layout, use);
-  return tree;
+  return openTreeAt(String(opts.dataDir), use);
 }
+
+async function openTreeAt(location: string, use: DataDirUse): Promise<Tree> {
+  const [{ Tree }, { openBackend }, { s3SettingsFromEnv }] = await Promise.all([
+    modules.tree(),
+    modules.openBackend(),
+    import('./s3-settings.ts'),
+  ]);
+  const backend = await openBackend(location, { s3: s3SettingsFromEnv(process.env) });
+  opened.push(backend);
+  await backend.checkTree(use);
+  return new Tree(backend);
+}
+
+/** Back ends the running command opened: closed when it ends, so that no connection keeps the process alive. */
+const opened: Backend[] = [];
 
 /** Runs an action; any error becomes one line on stderr and exit status 1. */
 function run<T extends unknown[]>(action: (...args: T) => Promise<number | undefined>) {
@@ -77,6 +91,8 @@ function run<T extends unknown[]>(action: (...args: T) => Promise<number | undef
       process.exitCode = (await action(...args)) ?? 0;
     } catch (error) {
       await report(error, dataDir);
+    } finally {
+      await Promise.all(opened.splice(0).map((backend) => backend.close()));
     }
   };
 }
@@ -145,7 +161,12 @@ export function buildProgram(): Command {
           result = await publish({
             tree,
             openSource: () =>
-              openSource(sourceSpec, tree.layout, (count) => progress.bytes(count), interrupts.signal),
+              openSource(
+                sourceSpec,
+                tree.backend.scratchDir,
+                (count) => progress.bytes(count),
+                interrupts.signal,
+              ),
             destinations,
             allTags: opts.allTags === true,
             baseUrl,
@@ -221,6 +242,12 @@ export function buildProgram(): Command {
     .addOption(dataDirOption())
     .option('--dry-run', 'report what would be deleted and the bytes it would free')
     .option('--wait <seconds>', 'how long to wait for running publishers', seconds, 600)
+    .option(
+      '--min-age <seconds>',
+      'on object storage, keep unreferenced objects modified more recently than this (publishes in flight)',
+      seconds,
+      DEFAULT_GC_MIN_AGE_SECONDS,
+    )
     .option('--json', 'print the result as JSON')
     .action(
       run(async (opts: Record<string, unknown>) => {
@@ -229,6 +256,7 @@ export function buildProgram(): Command {
         const result = await gc(tree, {
           dryRun: opts.dryRun === true,
           waitMs: Number(opts.wait) * 1000,
+          minAgeSeconds: Number(opts.minAge),
           onWait: () => process.stderr.write('waiting for running publishers to finish\n'),
         });
         if (opts.json === true) out(JSON.stringify(result, null, 2));
@@ -240,6 +268,8 @@ export function buildProgram(): Command {
             out(
               `${verb} ${formatBytes(result.bytes)} (${result.bytes} bytes): ${result.contentFiles} content file(s), ${result.links} link(s), ${result.stagingFiles} staging file(s)`,
             );
+          if (result.young > 0)
+            out(`kept ${result.young} unreferenced object(s) too recent to take: ${result.rule}`);
         }
         return 0;
       }),
@@ -340,6 +370,42 @@ export function buildProgram(): Command {
           );
         }
         return result.conflicts.length === 0 && result.invalid.length === 0 ? 0 : 1;
+      }),
+    );
+
+  program
+    .command('copy-tree')
+    .description('copy a tree, or the repositories below a namespace, between directories and buckets')
+    .argument('<from>', 'the tree to copy: a directory or s3://<bucket>/<prefix>')
+    .argument('<to>', 'where to: a new or empty directory or prefix, or a tree to bring up to date')
+    .option('--prefix <namespace>', 'only repositories below this name (and the one it names)')
+    .option('--dry-run', 'report what would be copied')
+    .option(
+      '--lock-timeout <seconds>',
+      'how long to wait for publishers or gc at the destination',
+      seconds,
+      600,
+    )
+    .option('--json', 'print the result as JSON')
+    .action(
+      run(async (fromLocation: string, toLocation: string, opts: Record<string, unknown>) => {
+        const [{ copyTree }, { formatBytes }] = await Promise.all([modules.copyTree(), modules.progress()]);
+        const from = await openTreeAt(fromLocation, 'existing');
+        const to = await openTreeAt(toLocation, 'new-or-existing');
+        const result = await copyTree(from, to, {
+          dryRun: opts.dryRun === true,
+          lockTimeoutMs: Number(opts.lockTimeout) * 1000,
+          ...(typeof opts.prefix === 'string' ? { prefix: opts.prefix } : {}),
+        });
+        if (opts.json === true) out(JSON.stringify(result, null, 2));
+        else {
+          for (const { repository, problem } of result.problems) out(`${repository}: ${problem}`);
+          const verb = opts.dryRun === true ? 'would copy' : 'copied';
+          out(
+            `${result.repositories} repositories: ${verb} ${result.recordsCopied} record(s), ${result.recordsUnchanged} unchanged; ${result.objectsCopied} object(s) (${formatBytes(result.bytesCopied)}), ${result.objectsPresent} already there${result.problems.length > 0 ? `; ${result.problems.length} problem(s)` : ''}`,
+          );
+        }
+        return result.problems.length === 0 ? 0 : 1;
       }),
     );
 

@@ -12,8 +12,9 @@ import type { FailureRelay } from '../auth/failed-logins.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config, ScalarKey } from '../config/schema.ts';
 import { buildApp, checkConfigFiles, reloadApp } from '../http/app.ts';
-import { checkDataDir } from '../store/data-dir.ts';
-import { TreeLayout } from '../store/layout.ts';
+import type { Backend } from '../store/backend.ts';
+import { openBackend } from '../store/open-backend.ts';
+import { StorageError } from '../store/storage-error.ts';
 import { Tree } from '../store/tree.ts';
 
 export function splitListen(listen: string): { host: string; port: number } {
@@ -161,13 +162,25 @@ function reloadOnHangup(load: Load, apply: (config: Config) => string[]): void {
  * Once per server, when its configuration holds: the data directory must be a published tree (a DataDirError, for
  * the CLI to say, otherwise — serve never creates one).
  */
-function prepare(config: Config): void {
-  checkDataDir(new TreeLayout(config.dataDir), 'existing');
+async function prepare(config: Config, backend: Backend): Promise<void> {
+  try {
+    await backend.checkTree('existing');
+  } catch (error) {
+    // An object store that is down now may be up at the next request: serve (503 meanwhile), and say so.
+    if (!(error instanceof StorageError && error.transient)) throw error;
+    process.stderr.write(`derrick: warning: ${error.message}; serving anyway, 503 until it answers\n`);
+  }
+}
+
+/** The tree of the configuration: its back end opened with the serve settings. */
+async function openServedTree(config: Config): Promise<Tree> {
+  const backend = await openBackend(config.dataDir, { listingCache: config.cache.listings, s3: config.s3 });
+  return new Tree(backend);
 }
 
 /** One serving process: build the app, listen, and close cleanly on SIGINT/SIGTERM; SIGHUP reloads. */
 async function serveOne(config: Config, load: Load): Promise<void> {
-  const tree = new Tree(config.dataDir, { listingCache: config.cache.listings });
+  const tree = await openServedTree(config);
   const app = attempt('invalid configuration', () =>
     buildApp(config, tree, cluster.isWorker ? { failedLogins: workerRelay() } : {}),
   );
@@ -176,7 +189,7 @@ async function serveOne(config: Config, load: Load): Promise<void> {
     if (cluster.isWorker) process.disconnect();
     return;
   }
-  if (cluster.isPrimary) prepare(config);
+  if (cluster.isPrimary) await prepare(config, tree.backend);
   reloadOnHangup(load, (next) => reloadApp(app, next));
   const { host, port } = splitListen(config.listen);
   // Handlers before listening: a supervisor may signal as soon as it reads the ready line.
@@ -201,11 +214,11 @@ async function serveOne(config: Config, load: Load): Promise<void> {
   const address = app.server.address();
   const shown = typeof address === 'object' && address ? `${address.address}:${address.port}` : config.listen;
   if (cluster.isWorker) process.send?.({ derrick: 'ready', address: shown } satisfies ReadyMessage);
-  else process.stderr.write(readyLine(config, tree.layout.root, shown));
+  else process.stderr.write(readyLine(config, tree.location, shown));
 }
 
 /** The primary of a cluster: fork the workers, say ready once all listen, replace the ones that die. */
-function servePrimary(config: Config, workers: number): void {
+function servePrimary(config: Config, workers: number, location: string): void {
   let stopping = false;
   let ready = 0;
   let announced = false;
@@ -230,7 +243,7 @@ function servePrimary(config: Config, workers: number): void {
       if (ready === workers) {
         announced = true;
         process.stderr.write(`derrick: ${workers} workers\n`);
-        process.stderr.write(readyLine(config, new Tree(config.dataDir).layout.root, message.address));
+        process.stderr.write(readyLine(config, location, message.address));
       }
     });
   };
@@ -298,7 +311,9 @@ export async function serve(
       process.exitCode = 1;
       return;
     }
-    prepare(config);
-    servePrimary(config, workers);
+    const tree = await openServedTree(config);
+    await prepare(config, tree.backend);
+    await tree.backend.close();
+    servePrimary(config, workers, tree.location);
   } else await serveOne(config, load);
 }

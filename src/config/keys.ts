@@ -333,6 +333,39 @@ export const KEYS = {
     meaning: 'One log line per request (pino JSON on stdout).',
     expected: 'true or false',
   },
+  's3.addressing': {
+    type: 'string',
+    default: 'auto',
+    meaning:
+      'How bucket URLs are formed for an `s3://` data directory: `path` (`<endpoint>/<bucket>/…`), `virtual` (`<bucket>.<endpoint>/…`) or `auto`.',
+    details:
+      '`auto` is `path` when an endpoint is set (`AWS_ENDPOINT_URL`: Ceph, MinIO, R2…) and `virtual` on AWS. Endpoint, region and credentials come from the standard AWS variables and files.',
+    expected: 'auto, path or virtual',
+    value: 'auto|path|virtual',
+  },
+  's3.presignUrl': {
+    type: 'string',
+    meaning:
+      'In redirect mode on an `s3://` tree, the origin presigned blob URLs use (a CDN or public endpoint in front of the bucket).',
+    details: 'Default: the endpoint derrick itself uses.',
+    expected: 'an http(s) URL, e.g. https://cdn.example.com',
+    value: 'url',
+  },
+  's3.presignTtlSeconds': {
+    type: 'number',
+    default: 300,
+    meaning: 'How long a presigned blob URL is valid (a download that starts in time may take longer).',
+    expected: 'a whole number of seconds ≥ 1',
+    value: 'seconds',
+  },
+  's3.maxAttempts': {
+    type: 'number',
+    default: 5,
+    meaning:
+      'Tries per S3 request, with backoff, before a throttled or failing store is reported (503 on the wire).',
+    expected: whole(1),
+    value: 'count',
+  },
   logLevel: {
     type: 'string',
     default: 'info',
@@ -354,6 +387,16 @@ export const KEYS = {
     meaning: 'Bytes of manifest content kept for serve mode (64 MiB; content-addressed, so never stale).',
     expected: whole(0),
     value: 'bytes',
+  },
+  'cache.recordTtlSeconds': {
+    type: 'number',
+    default: 0,
+    meaning:
+      'Seconds a parsed record is used without asking the tree whether it changed; `0`: ask on every request.',
+    details:
+      'A publish may then take that long to be seen. On a file system the check is a `stat` (microseconds) and this is best left at 0; on S3 it is a conditional GET (a round trip), which a site may trade for latency.',
+    expected: SECONDS,
+    value: 'seconds',
   },
   'cache.listings': {
     type: 'number',

@@ -175,8 +175,19 @@ export const configSchema = z.strictObject({
         .default(64 * 1024 * 1024), // 64 MiB
       /** Directory listings of v2/app kept for _catalog (each validated by stat on use). */
       listings: z.number().int().nonnegative().default(1000),
+      /** Seconds a record is used without asking whether it changed (0: ask on every request). */
+      recordTtlSeconds: z.number().nonnegative().default(0),
     })
-    .default({ records: 10000, manifestBytes: 64 * 1024 * 1024, listings: 1000 }),
+    .default({ records: 10000, manifestBytes: 64 * 1024 * 1024, listings: 1000, recordTtlSeconds: 0 }),
+  /** For an s3:// data directory (endpoint, region and credentials: the standard AWS variables and files). */
+  s3: z
+    .strictObject({
+      addressing: z.enum(['auto', 'path', 'virtual']).default('auto'),
+      presignUrl: z.url({ protocol: /^https?$/ }).optional(),
+      presignTtlSeconds: z.number().int().positive().default(300),
+      maxAttempts: z.number().int().positive().default(5),
+    })
+    .default({ addressing: 'auto', presignTtlSeconds: 300, maxAttempts: 5 }),
 });
 
 export type Config = Readonly<z.infer<typeof configSchema>>;

@@ -11,8 +11,8 @@ export const PRIVATE_REVALIDATE = 'private, no-cache';
 export type Answer =
   | { kind: 'bytes'; status: number; headers: Headers; body: Buffer }
   | { kind: 'redirect'; status: number; location: string; headers: Headers }
-  /** A content-store file: Range, If-None-Match and HEAD are handled when it is sent. */
-  | { kind: 'file'; path: string; size: number; etag: string; headers: Headers };
+  /** A content-store object: Range, If-None-Match and HEAD are handled when it is sent. */
+  | { kind: 'content'; key: string; digest: string; size: number; etag: string; headers: Headers };
 
 export function jsonAnswer(value: unknown, headers: Headers = {}, status = 200): Answer {
   return {

@@ -13,6 +13,8 @@ import { Auth, type RequestFacts } from '../auth/auth.ts';
 import type { FailureRelay } from '../auth/failed-logins.ts';
 import type { Config } from '../config/schema.ts';
 import { ERROR_CODES, hasJsonBody, RegistryError } from '../oci/errors.ts';
+import type { Backend } from '../store/backend.ts';
+import { StorageError } from '../store/storage-error.ts';
 import type { Tree } from '../store/tree.ts';
 import { parseAccept } from './accept.ts';
 import type { Answer } from './answers.ts';
@@ -20,7 +22,7 @@ import { TrustedProxies } from './forwarded.ts';
 import { homePage, notFoundPage } from './home.ts';
 import { parsePath } from './paths.ts';
 import { Registry } from './registry.ts';
-import { etagMatches, sendFile } from './send-file.ts';
+import { etagMatches, sendContent } from './send-file.ts';
 import { clientCertificate, serverOptions, TlsReloader, type SecureServer } from './tls.ts';
 import { oauthError, TOKEN_PATH, tokenHandler } from './token-endpoint.ts';
 
@@ -129,10 +131,16 @@ function sendError(request: FastifyRequest, reply: FastifyReply, error: Registry
   void reply.type('text/plain; charset=utf-8').send(error.toText());
 }
 
-async function write(request: FastifyRequest, reply: FastifyReply, answer: Answer): Promise<void> {
+async function write(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  answer: Answer,
+  backend?: Backend,
+): Promise<void> {
   switch (answer.kind) {
-    case 'file':
-      return sendFile(request, reply, answer);
+    case 'content':
+      if (!backend) throw new Error('internal: content answered without a tree');
+      return sendContent(request, reply, answer, backend);
     case 'redirect':
       await reply.code(answer.status).headers(answer.headers).header('location', answer.location).send();
       return;
@@ -234,6 +242,12 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
       void oauthError(reply, 'invalid_request', (error as Error).message);
       return;
     }
+    if (error instanceof StorageError) {
+      request.log.error({ err: error.message }, "the tree's storage is unavailable");
+      const unavailable = ERROR_CODES.UNAVAILABLE.message;
+      sendError(request, reply, new RegistryError('UNAVAILABLE', unavailable, null, { 'retry-after': '1' }));
+      return;
+    }
     request.log.error({ err: error }, 'unexpected error');
     sendError(request, reply, new RegistryError('UNKNOWN', ERROR_CODES.UNKNOWN.message));
   });
@@ -290,7 +304,12 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
           ),
         );
       case 'blob':
-        return write(request, reply, await registry.blob(viewer, route.name, route.digest, head));
+        return write(
+          request,
+          reply,
+          await registry.blob(viewer, route.name, route.digest, head),
+          tree.backend,
+        );
       case 'referrers':
         return write(
           request,

@@ -3,7 +3,6 @@
  * route and request facts and returns an Answer, or throws RegistryError (the route picks the code; the store
  * only says "absent").
  */
-import { promises as fs } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import type { FastifyBaseLogger } from 'fastify';
 import { notFound, type Viewer } from '../auth/auth.ts';
@@ -12,10 +11,11 @@ import type { Config } from '../config/schema.ts';
 import { digestLike } from '../oci/digest.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { isIndexMediaType, type ManifestMediaType } from '../oci/media-types.ts';
-import { TreeLayout } from '../store/layout.ts';
+import { blobUrlPath, contentKey, manifestUrlPath } from '../store/keys.ts';
 import { RecordCache, type CachedRepository } from '../store/record-cache.ts';
 import type { ManifestEntry } from '../store/record-schema.ts';
 import { upperBound } from '../store/record.ts';
+import { StorageError } from '../store/storage-error.ts';
 import type { Tree } from '../store/tree.ts';
 import { accepts, type Accepted } from './accept.ts';
 import {
@@ -31,6 +31,9 @@ import { parsePageSize, type Reference } from './paths.ts';
 import { redirectUrl } from './redirect.ts';
 import { referrersAnswer } from './referrers.ts';
 
+/** Where a redirect goes: below a base URL (a CDN, nginx), or to a presigned URL of the tree's bucket. */
+type Target = { base: string } | { presign: true };
+
 /** A repository as one client may see it. */
 interface Visible {
   cached: CachedRepository;
@@ -44,13 +47,16 @@ export class Registry {
   private readonly modeRules: { test: (name: string) => boolean; mode: 'redirect' | 'serve' }[];
   private readonly platform: { os: string; architecture: string; variant: string | undefined };
   private warnedUnsigned = false;
+  /** Whether the tree's back end can presign URLs (a bucket), asked once. */
+  private presigns = false;
 
   constructor(
     private readonly config: Config,
     private readonly tree: Tree,
     private readonly log: FastifyBaseLogger,
   ) {
-    this.records = new RecordCache(tree.layout, config.cache.records);
+    this.presigns = tree.backend.presigns;
+    this.records = new RecordCache(tree.backend, config.cache.records, config.cache.recordTtlSeconds * 1000);
     this.manifestBytes =
       config.cache.manifestBytes > 0
         ? new LRUCache<string, Buffer>({
@@ -107,37 +113,45 @@ export class Registry {
   }
 
   /**
-   * The base URL for redirects, or undefined when this repository is served from the tree. A repository that
-   * not everybody may pull is redirected only with signed URLs (the CDN refuses unsigned ones); without
-   * redirect.token its bytes are served from the tree instead.
+   * Where GETs of this repository's manifests and blobs go: its base URL, a presigned URL of the bucket the tree is
+   * in, or undefined when the bytes are served from the tree. A repository that not everybody may pull is
+   * redirected only with signed URLs (the CDN refuses unsigned ones; a presigned URL is signed and short-lived);
+   * without redirect.token and a bucket to presign in, its bytes are served from the tree instead.
    */
-  private redirectBase({ cached, isPublic }: Visible): string | undefined {
+  private redirectTarget({ cached, isPublic }: Visible): Target | undefined {
     const { repository } = cached;
-    if (repository.format === 'pulp2') return repository.baseUrl;
+    if (repository.format === 'pulp2')
+      return repository.baseUrl === undefined ? undefined : { base: repository.baseUrl };
     if (this.modeFor(repository.name) === 'serve') return undefined;
-    if (!isPublic && this.config.redirect.token === undefined) {
-      if (!this.warnedUnsigned) {
-        this.warnedUnsigned = true;
-        this.log.warn(
-          { repository: repository.name },
-          'a repository not everybody may pull is served from the tree, not redirected: set redirect.token to sign its URLs',
-        );
-      }
-      return undefined;
+    const base =
+      repository.baseUrl ??
+      (this.config.redirect.url === undefined
+        ? undefined
+        : `${this.config.redirect.url.replace(/\/+$/, '')}/${repository.name}`);
+    if (base !== undefined && (isPublic || this.config.redirect.token !== undefined)) return { base };
+    if (this.presigns) return { presign: true };
+    if (base !== undefined && !this.warnedUnsigned) {
+      this.warnedUnsigned = true;
+      this.log.warn(
+        { repository: repository.name },
+        'a repository not everybody may pull is served from the tree, not redirected: set redirect.token to sign its URLs',
+      );
     }
-    if (repository.baseUrl !== undefined) return repository.baseUrl;
-    if (this.config.redirect.url !== undefined)
-      return `${this.config.redirect.url.replace(/\/+$/, '')}/${repository.name}`;
     return undefined; // redirect mode, but nowhere to redirect to: serve the bytes ourselves
   }
 
-  private redirect(base: string, relative: string, headers: Headers): Answer {
-    return {
-      kind: 'redirect',
-      status: this.config.redirect.status,
-      location: redirectUrl(this.config.redirect, base, relative),
-      headers,
-    };
+  private async redirect(
+    target: Target,
+    relative: string,
+    digest: string,
+    headers: Headers,
+  ): Promise<Answer> {
+    const location =
+      'base' in target
+        ? redirectUrl(this.config.redirect, target.base, relative)
+        : await this.tree.backend.presign(contentKey(digest), this.config.s3.presignTtlSeconds);
+    if (location === undefined) throw new Error('internal: a back end that presigns gave no URL');
+    return { kind: 'redirect', status: this.config.redirect.status, location, headers };
   }
 
   private choosePlatform(index: ManifestEntry, digest: string): string {
@@ -167,7 +181,12 @@ export class Registry {
       );
       throw new RegistryError('UNKNOWN', 'this repository cannot be served yet; the operator has been told');
     }
-    return this.redirect(pulp.url, relative, {});
+    return {
+      kind: 'redirect',
+      status: this.config.redirect.status,
+      location: redirectUrl(this.config.redirect, pulp.url, relative),
+      headers: {},
+    };
   }
 
   async manifest(
@@ -215,9 +234,9 @@ export class Registry {
         headers: { ...headers, 'content-length': String(entry.size) },
         body: Buffer.alloc(0),
       };
-    const base = this.redirectBase(visible);
-    if (base !== undefined)
-      return this.redirect(base, TreeLayout.manifestUrlPath(entry.mediaType, digest), headers);
+    const target = this.redirectTarget(visible);
+    if (target !== undefined)
+      return this.redirect(target, manifestUrlPath(entry.mediaType, digest), digest, headers);
     const body = await this.readManifest(digest, entry.mediaType, entry.size);
     const immutable = visible.isPublic ? IMMUTABLE : PRIVATE_IMMUTABLE;
     return {
@@ -237,8 +256,11 @@ export class Registry {
     if (hit) return hit;
     let bytes: Buffer;
     try {
-      bytes = await fs.readFile(this.tree.layout.contentPath(digest));
+      const read = await this.tree.backend.read(contentKey(digest));
+      if (read.status !== 'found') throw new Error(read.status === 'refused' ? read.why : 'no such object');
+      bytes = read.bytes;
     } catch (error) {
+      if (error instanceof StorageError) throw error;
       this.log.error(
         { digest, err: (error as Error).message },
         'a manifest the record names is missing from the tree',
@@ -261,22 +283,21 @@ export class Registry {
     if (size === undefined)
       throw new RegistryError('BLOB_UNKNOWN', `${name} has no blob ${digest}`, { name, digest });
     const headers: Headers = { 'docker-content-digest': digest, etag: `"${digest}"` };
-    const base = this.redirectBase(visible);
-    if (head && base !== undefined) {
+    const target = this.redirectTarget(visible);
+    if (head && target !== undefined) {
       // Existence checks are answered from the record, without a round trip to the CDN.
       const type = { 'content-type': 'application/octet-stream', 'content-length': String(size) };
       return { kind: 'bytes', status: 200, headers: { ...headers, ...type }, body: Buffer.alloc(0) };
     }
-    if (base !== undefined) {
+    if (target !== undefined) {
       const manifest = repository.manifests.get(digest);
-      const relative = manifest
-        ? TreeLayout.manifestUrlPath(manifest.mediaType, digest)
-        : TreeLayout.blobUrlPath(digest);
-      return this.redirect(base, relative, headers);
+      const relative = manifest ? manifestUrlPath(manifest.mediaType, digest) : blobUrlPath(digest);
+      return this.redirect(target, relative, digest, headers);
     }
     return {
-      kind: 'file',
-      path: this.tree.layout.contentPath(digest),
+      kind: 'content',
+      key: contentKey(digest),
+      digest,
       size,
       etag: `"${digest}"`,
       headers: {

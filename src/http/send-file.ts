@@ -1,15 +1,18 @@
 /**
- * Sending a content-store file: `Range` (one range → 206; unsatisfiable → 416), `If-None-Match` / `If-Range`
- * against the digest ETag (304), `Accept-Ranges`, HEAD without a body. The file is opened without following a
- * final symlink, checked against the size the record gives, and streamed; a client that goes away mid-blob
- * destroys the stream, which closes the file.
+ * Sending a content-store object: `Range` (one range → 206; unsatisfiable → 416), `If-None-Match` / `If-Range`
+ * against the digest ETag (304), `Accept-Ranges`, HEAD without a body. The object is opened through the tree's
+ * back end (a file without following a final symlink, a GET with the range passed on), checked against the size
+ * the record gives, and streamed; a client that goes away mid-blob destroys the stream, which closes the file or
+ * the connection to the bucket. A whole read is opened with its digest, so a back end that cannot trust its store
+ * fails the answer before its last byte rather than serve other bytes as that digest.
  */
-import { constants, promises as fs } from 'node:fs';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../oci/errors.ts';
+import type { Backend } from '../store/backend.ts';
+import { StorageError } from '../store/storage-error.ts';
 import type { Answer } from './answers.ts';
 
-type FileAnswer = Extract<Answer, { kind: 'file' }>;
+type ContentAnswer = Extract<Answer, { kind: 'content' }>;
 
 /** If-None-Match against an ETag: weak comparison, `*` matches (RFC 9110 §13.1.2). */
 export function etagMatches(header: string | undefined, etag: string): boolean {
@@ -43,10 +46,11 @@ export function parseRange(
   return { start, end };
 }
 
-export async function sendFile(
+export async function sendContent(
   request: FastifyRequest,
   reply: FastifyReply,
-  answer: FileAnswer,
+  answer: ContentAnswer,
+  backend: Backend,
 ): Promise<void> {
   const { size, etag } = answer;
   if (etagMatches(request.headers['if-none-match'], etag)) {
@@ -61,39 +65,58 @@ export async function sendFile(
     void reply.header('content-range', `bytes */${size}`).header('accept-ranges', 'bytes');
     throw new RegistryError('RANGE_INVALID', `the range is outside the ${size} bytes of this blob`);
   }
-  void reply.headers(answer.headers).header('accept-ranges', 'bytes');
   const start = range?.start ?? 0;
   const end = range?.end ?? size - 1;
   const length = size === 0 ? 0 : end - start + 1;
-  if (range) void reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`);
-  void reply.header('content-length', String(length));
   if (request.method === 'HEAD') {
-    await reply.send();
+    void reply.headers(answer.headers).header('accept-ranges', 'bytes');
+    if (range) void reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`);
+    await reply.header('content-length', String(length)).send();
     return;
   }
-  let handle: fs.FileHandle;
+  let opened;
   try {
-    handle = await fs.open(answer.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    opened = await backend.open(
+      answer.key,
+      length === 0 ? undefined : { start, end },
+      range ? undefined : answer.digest,
+    );
   } catch (error) {
+    if (error instanceof StorageError) throw error;
+    opened = undefined;
     request.log.error(
-      { file: answer.path, err: (error as Error).message },
+      { object: backend.describe(answer.key), err: (error as Error).message },
+      'cannot open a blob',
+    );
+  }
+  if (!opened) {
+    request.log.error(
+      { object: backend.describe(answer.key) },
       'a blob the record names is missing from the tree',
     );
     throw new RegistryError('UNKNOWN', 'the blob content is missing; the operator has been told');
   }
-  const stat = await handle.stat();
-  if (!stat.isFile() || stat.size !== size) {
-    await handle.close();
+  if (opened.size !== size) {
+    opened.stream.destroy();
     request.log.error(
-      { file: answer.path, size: stat.size, expected: size },
+      { object: backend.describe(answer.key), size: opened.size, expected: size },
       'a blob in the tree has the wrong size',
     );
     throw new RegistryError('UNKNOWN', 'the blob content is corrupt; the operator has been told');
   }
+  void reply.headers(answer.headers).header('accept-ranges', 'bytes');
+  if (range) void reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`);
+  void reply.header('content-length', String(length));
   if (length === 0) {
-    await handle.close();
+    opened.stream.destroy();
     await reply.send('');
     return;
   }
-  await reply.send(handle.createReadStream({ start, end, highWaterMark: 256 * 1024 }));
+  opened.stream.once('error', (error) => {
+    request.log.error(
+      { object: backend.describe(answer.key), err: error.message },
+      'a blob failed while it was sent',
+    );
+  });
+  await reply.send(opened.stream);
 }

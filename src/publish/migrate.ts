@@ -8,8 +8,8 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, writeFileAtomic } from '../store/atomic.ts';
-import { acquireLock, registerPublisher, repositoryLockKey } from '../store/locks.ts';
+import { fsyncDir } from '../store/atomic.ts';
+import { APP_PREFIX, recordKey } from '../store/keys.ts';
 import { parseRecord, RecordError } from '../store/record.ts';
 import type { Tree } from '../store/tree.ts';
 import { PublishError } from './publisher.ts';
@@ -43,7 +43,8 @@ export async function migrate(
   const stat = await fs.stat(appDir).catch(() => undefined);
   if (!stat?.isDirectory())
     throw new PublishError(`${pulpDir} is not a directory of Pulp 2 records (expected <dir>/v2/app/*.json)`);
-  const inPlace = path.resolve(appDir) === tree.layout.appDir;
+  const treeApp = tree.backend.localPath(APP_PREFIX.slice(0, -1));
+  const inPlace = treeApp !== undefined && path.resolve(appDir) === treeApp;
 
   const result: MigrateResult = { migrated: [], unchanged: [], conflicts: [], invalid: [] };
   const claims = new Map<string, { file: string; bytes: Buffer }[]>();
@@ -67,7 +68,7 @@ export async function migrate(
   // Registered like a publisher: gc must not sweep our staged records before we rename them.
   const registration = options.dryRun
     ? undefined
-    : await registerPublisher(tree.layout, options.lockTimeoutMs);
+    : await tree.backend.beginPublish({ timeoutMs: options.lockTimeoutMs });
   try {
     return await layOut(tree, claims, result, inPlace, options);
   } finally {
@@ -95,8 +96,10 @@ async function layOut(
       });
       continue;
     }
-    const target = tree.layout.recordPath(name);
-    const existing = await fs.readFile(target).catch(() => undefined);
+    const key = recordKey(name);
+    const target = tree.backend.localPath(key) ?? tree.backend.describe(key);
+    const read = await tree.backend.read(key);
+    const existing = read.status === 'found' ? read.bytes : undefined;
     if (existing?.equals(first.bytes)) {
       result.unchanged.push({ file: first.file, name });
       laid.push(target);
@@ -106,7 +109,7 @@ async function layOut(
       result.conflicts.push({
         name,
         files: [first.file, target],
-        reason: `${tree.relative(target)} already holds another record`,
+        reason: `${tree.describeRecord(name)} already holds another record`,
       });
       continue;
     }
@@ -116,11 +119,16 @@ async function layOut(
       continue;
     }
     if (!options.dryRun) {
-      const lock = await acquireLock(tree.layout, repositoryLockKey(name), options.lockTimeoutMs);
-      try {
-        await writeFileAtomic(target, first.bytes, tree.layout.stagingDir);
-      } finally {
-        await lock.release();
+      // Laid only over what was read: a publisher that wrote this record meanwhile wins, and we say so.
+      const expect = read.status === 'found' ? { version: read.version } : ('absent' as const);
+      const wait = { timeoutMs: options.lockTimeoutMs };
+      if ((await tree.backend.write(key, first.bytes, expect, wait)) === 'conflict') {
+        result.conflicts.push({
+          name,
+          files: [first.file],
+          reason: `${tree.describeRecord(name)} changed meanwhile`,
+        });
+        continue;
       }
     }
     result.migrated.push({ file: first.file, name });

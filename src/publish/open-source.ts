@@ -3,7 +3,6 @@
  * As in skopeo, the path ends at the first `:` after the transport.
  */
 import { promises as fs } from 'node:fs';
-import type { TreeLayout } from '../store/layout.ts';
 import { openDockerArchive } from './source-docker-archive.ts';
 import { openSkopeoDir } from './source-dir.ts';
 import { openOciLayout } from './source-oci.ts';
@@ -35,7 +34,7 @@ export function parseSource(spec: string): ParsedSource {
 
 export async function openSource(
   spec: string,
-  layout: TreeLayout,
+  scratchDir: string,
   onBytes?: (bytes: number) => void,
   signal?: AbortSignal,
 ): Promise<ImageSource> {
@@ -55,6 +54,6 @@ export async function openSource(
     case 'dir':
       return openSkopeoDir(parsed.path);
     case 'docker-archive':
-      return openDockerArchive(layout, parsed.path, parsed.ref, onBytes, signal);
+      return openDockerArchive(scratchDir, parsed.path, parsed.ref, onBytes, signal);
   }
 }

@@ -1,31 +1,23 @@
 /**
  * `derrick publish`: lays images from a source into the published tree.
  *
- * Phase A (nothing visible changes): register as a running publisher (so gc waits), read and verify the whole
- * manifest graph, stage every blob that the content store lacks into v2/.staging while hashing it. Any bad byte,
- * missing blob, full disk or read-only tree stops here and only our own staging files are removed.
- * Phase B: move staged content into v2/content, hard-link it under each repository's v2/web directory, then —
- * holding only that repository's lock — merge into its record and rename the record into place: the one step
- * that makes the publish visible.
+ * Phase A (nothing visible changes): register as a running publisher (so gc leaves alone what we are about to
+ * reference), read and verify the whole manifest graph, and stage every blob and manifest the content store lacks
+ * (backend.ts: into staging, or the parts of unfinished uploads), each verified against its digest. Any bad byte,
+ * missing blob, full disk or read-only tree stops here and only our own staged bytes are thrown away.
+ * Phase B: commit the staged content under its content addresses, link it under each repository's v2/web, then
+ * merge into its record with a compare-and-swap (read and merged again when another publisher got there first):
+ * the one step that makes the publish visible.
  *
  * An abort (the CLI's SIGINT/SIGTERM) is honoured through phase A — it stops a copy mid-stream, and the publish
  * ends in PublishInterruptedError with only its own staging files removed — and ignored once phase B has begun:
  * a commit that has started finishes, so "nothing was published" is never said of a publish that was.
  */
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { Readable } from 'node:stream';
 import { validateName, validateTag } from '../oci/names.ts';
 import type { ManifestMediaType } from '../oci/media-types.ts';
-import { fsyncDir, linkAtomic, sameFile } from '../store/atomic.ts';
-import {
-  commitStaged,
-  DigestMismatchError,
-  existingContent,
-  stageStream,
-  type StagedFile,
-} from '../store/content.ts';
-import { acquireLock, registerPublisher, repositoryLockKey } from '../store/locks.ts';
+import type { Pending } from '../store/backend.ts';
+import { blobLinkKey, contentKey, manifestLinkKey } from '../store/keys.ts';
 import { derrickRecordSchema, type ManifestEntry } from '../store/record-schema.ts';
 import { emptyRepository } from '../store/record.ts';
 import type { Tree } from '../store/tree.ts';
@@ -116,16 +108,18 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   let committing = false;
   const interrupted = (error: unknown): unknown =>
     signal?.aborted && !committing ? new PublishInterruptedError() : error;
-  const registration = await registerPublisher(
-    tree.layout,
-    options.lockTimeoutMs,
-    () => progress.note('waiting for a running derrick gc to finish'),
-    signal,
-  ).catch((error: unknown) => {
-    throw interrupted(error);
-  });
+  const { backend } = tree;
+  const registration = await backend
+    .beginPublish({
+      timeoutMs: options.lockTimeoutMs,
+      onWait: () => progress.note('waiting for a running derrick gc to finish'),
+      ...(signal ? { signal } : {}),
+    })
+    .catch((error: unknown) => {
+      throw interrupted(error);
+    });
   let source: ImageSource | undefined;
-  const staged = new Map<string, StagedFile>();
+  const pending: Pending[] = [];
   try {
     signal?.throwIfAborted();
     source = await options.openSource();
@@ -139,14 +133,14 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     }
     const collected = await collect(source, roots);
 
-    // Phase A: stage what the content store lacks, verifying each digest as the bytes flow.
+    // Phase A: store what the content store lacks, verifying each digest as the bytes flow.
     const foreignLayers: string[] = [];
     let blobsReused = 0;
     let blobsCopied = 0;
     let bytesCopied = 0;
     const toCopy: { digest: string; size: number }[] = [];
     for (const blob of collected.blobs.values()) {
-      if (await existingContent(tree.layout, blob.digest, blob.size)) blobsReused++;
+      if (await reuse(tree, blob.digest, blob.size)) blobsReused++;
       else toCopy.push(blob);
     }
     progress.phase(
@@ -165,41 +159,37 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
           `${source.description}: blob ${blob.digest} (used by manifest ${info?.usedBy ?? '?'}) is missing from the source`,
         );
       }
-      let file: StagedFile;
+      const put = { source: bytes.where, size: blob.size, ...(signal ? { signal } : {}) };
+      const key = contentKey(blob.digest);
       if (bytes.kind === 'staged') {
-        file = bytes.file;
-        progress.bytes(file.size);
+        pending.push(await backend.stage(key, { kind: 'staged', file: bytes.file }, blob.digest, put));
+        progress.bytes(bytes.file.size);
       } else {
-        file = await stageStream(
-          tree.layout,
-          await bytes.open(),
-          blob.digest,
-          (count) => progress.bytes(count),
-          signal,
-        );
-      }
-      staged.set(blob.digest, file);
-      if (file.digest !== blob.digest || file.size !== blob.size) {
-        throw new DigestMismatchError(bytes.where, blob.digest, file.digest, blob.size, file.size);
+        const stream = await bytes.open();
+        const onBytes = (count: number): void => progress.bytes(count);
+        pending.push(await backend.stage(key, { kind: 'stream', stream }, blob.digest, { ...put, onBytes }));
       }
       blobsCopied++;
-      bytesCopied += file.size;
+      bytesCopied += blob.size;
     }
     for (const manifest of collected.manifests.values()) {
-      if (await existingContent(tree.layout, manifest.digest, manifest.bytes.length)) continue;
-      staged.set(
-        manifest.digest,
-        await stageStream(tree.layout, Readable.from([manifest.bytes]), manifest.digest),
+      if (await reuse(tree, manifest.digest, manifest.bytes.length)) continue;
+      const stream = Readable.from([manifest.bytes]);
+      const put = { source: `manifest ${manifest.digest}`, size: manifest.bytes.length };
+      pending.push(
+        await backend.stage(contentKey(manifest.digest), { kind: 'stream', stream }, manifest.digest, {
+          ...put,
+          ...(signal ? { signal } : {}),
+        }),
       );
     }
 
-    // Phase B: content into the store, links per repository, then each record in one rename. The last moment an
-    // abort stops the publish is here; after it, the publish completes.
+    // Phase B: content under its addresses, links per repository, then each record. The last moment an abort stops
+    // the publish is here; after it, the publish completes.
     signal?.throwIfAborted();
     committing = true;
     signal?.addEventListener('abort', () => options.onLateAbort?.(), { once: true });
-    for (const file of staged.values()) await commitStaged(tree.layout, file);
-    staged.clear();
+    while (pending.length > 0) await pending.shift()?.commit();
     const repositories = [];
     for (const destination of destinations) {
       await linkContent(tree, destination.name, collected, foreignLayers);
@@ -218,27 +208,31 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   } catch (error) {
     throw interrupted(error);
   } finally {
-    await Promise.all([...staged.values()].map((file) => fs.rm(file.path, { force: true })));
+    await Promise.all(pending.map((staged) => staged.discard()));
     await source?.close();
     await registration.release();
   }
 }
 
+/** Whether the content store has `digest` with the expected size, kept safe from gc until our record is written. */
+async function reuse(tree: Tree, digest: string, size: number): Promise<boolean> {
+  const key = contentKey(digest);
+  const info = await tree.backend.stat(key);
+  if (info?.size !== size) return false;
+  await tree.backend.keep(key, info);
+  return true;
+}
+
 async function linkContent(tree: Tree, name: string, collected: Collected, foreign: string[]): Promise<void> {
-  const { layout } = tree;
-  const dirs = new Set<string>();
-  const link = async (digest: string, target: string): Promise<void> => {
-    const content = layout.contentPath(digest);
-    if (!(await sameFile(content, target))) await linkAtomic(content, target, layout.stagingDir);
-    dirs.add(path.dirname(target));
-  };
+  const { backend } = tree;
   for (const blob of collected.blobs.values()) {
-    if (!foreign.includes(blob.digest)) await link(blob.digest, layout.blobLinkPath(name, blob.digest));
+    if (!foreign.includes(blob.digest))
+      await backend.link(contentKey(blob.digest), blobLinkKey(name, blob.digest));
   }
   for (const manifest of collected.manifests.values()) {
-    await link(manifest.digest, layout.manifestLinkPath(name, manifest.parsed.mediaType, manifest.digest));
+    const { digest } = manifest;
+    await backend.link(contentKey(digest), manifestLinkKey(name, manifest.parsed.mediaType, digest));
   }
-  for (const dir of dirs) await fsyncDir(dir);
 }
 
 function entryFor(manifest: CollectedManifest, foreign: string[]): ManifestEntry {
@@ -273,60 +267,59 @@ async function commitRecord(
   foreign: string[],
 ): Promise<PublishResult['repositories'][number]> {
   const { tree } = options;
-  const lock = await acquireLock(
-    tree.layout,
-    repositoryLockKey(destination.name),
-    options.lockTimeoutMs,
-    () => options.progress.note(`waiting for another publisher of ${destination.name}`),
-  );
-  try {
-    const current = await tree.readRecord(destination.name);
-    if (!current.found && current.reason === 'collision') {
-      throw new PublishError(
-        `cannot publish ${destination.name}: ${current.detail ?? 'its record path is taken'}`,
-      );
-    }
-    const base = current.found ? current.repository : emptyRepository(destination.name);
-    if (base.format !== 'derrick') {
-      throw new PublishError(
-        `${destination.name} is a Pulp 2 record (${tree.relative(tree.layout.recordPath(destination.name))}); unpublish it first to replace it with a derrick one`,
-      );
-    }
-    const manifests = new Map(base.manifests);
-    const blobs = new Map(base.blobs);
-    const tags = new Map(base.tags);
-    for (const manifest of collected.manifests.values())
-      manifests.set(manifest.digest, entryFor(manifest, foreign));
-    for (const blob of collected.blobs.values())
-      if (!foreign.includes(blob.digest)) blobs.set(blob.digest, blob.size);
-
-    const assigned: Record<string, string> = {};
-    const untagged: string[] = [];
-    for (const root of roots) {
-      const rootTags = options.allTags
-        ? [root.refName ?? '']
-        : destination.tags.length > 0
-          ? destination.tags
-          : collected.manifests.get(root.digest)?.parsed.subject
-            ? [] // an artifact attached to an image: published untagged, found through the referrers API
-            : ['latest'];
-      if (rootTags.length === 0) untagged.push(root.digest);
-      for (const tag of rootTags) {
-        tags.set(tag, root.digest);
-        assigned[tag] = root.digest;
+  return tree.updateRecord(
+    destination.name,
+    (current) => {
+      const base = current ?? emptyRepository(destination.name);
+      if (base.format !== 'derrick') {
+        throw new PublishError(
+          `${destination.name} is a Pulp 2 record (${tree.describeRecord(destination.name)}); unpublish it first to replace it with a derrick one`,
+        );
       }
-    }
-    await tree.writeRecord({
-      ...base,
-      baseUrl: options.baseUrl ?? base.baseUrl,
-      protected: options.protected ?? base.protected,
-      tags,
-      manifests,
-      blobs,
-      updatedAt: new Date().toISOString(),
-    });
-    return { name: destination.name, tags: assigned, untagged };
-  } finally {
-    await lock.release();
-  }
+      const manifests = new Map(base.manifests);
+      const blobs = new Map(base.blobs);
+      const tags = new Map(base.tags);
+      for (const manifest of collected.manifests.values())
+        manifests.set(manifest.digest, entryFor(manifest, foreign));
+      for (const blob of collected.blobs.values())
+        if (!foreign.includes(blob.digest)) blobs.set(blob.digest, blob.size);
+
+      const assigned: Record<string, string> = {};
+      const untagged: string[] = [];
+      for (const root of roots) {
+        const rootTags = options.allTags
+          ? [root.refName ?? '']
+          : destination.tags.length > 0
+            ? destination.tags
+            : collected.manifests.get(root.digest)?.parsed.subject
+              ? [] // an artifact attached to an image: published untagged, found through the referrers API
+              : ['latest'];
+        if (rootTags.length === 0) untagged.push(root.digest);
+        for (const tag of rootTags) {
+          tags.set(tag, root.digest);
+          assigned[tag] = root.digest;
+        }
+      }
+      return {
+        next: {
+          ...base,
+          baseUrl: options.baseUrl ?? base.baseUrl,
+          protected: options.protected ?? base.protected,
+          tags,
+          manifests,
+          blobs,
+          updatedAt: new Date().toISOString(),
+        },
+        result: { name: destination.name, tags: assigned, untagged },
+      };
+    },
+    {
+      wait: {
+        timeoutMs: options.lockTimeoutMs,
+        onWait: () => options.progress.note(`waiting for another publisher of ${destination.name}`),
+      },
+      onRetry: () =>
+        options.progress.note(`another publisher of ${destination.name} got there first; merging again`),
+    },
+  );
 }

@@ -13,7 +13,6 @@ import { z } from 'zod';
 import { DOCKER_MANIFEST, type ManifestMediaType } from '../oci/media-types.ts';
 import { sha256Digest } from '../oci/digest.ts';
 import { stageStream, type StagedFile } from '../store/content.ts';
-import type { TreeLayout } from '../store/layout.ts';
 import { ioReason, SourceError, type BlobBytes, type ImageSource, type SourceManifest } from './source.ts';
 
 const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json';
@@ -59,7 +58,7 @@ async function peekGzip(file: string): Promise<boolean> {
 }
 
 export async function openDockerArchive(
-  layout: TreeLayout,
+  scratchDir: string,
   file: string,
   ref: string | undefined,
   onBytes?: (bytes: number) => void,
@@ -95,7 +94,7 @@ export async function openDockerArchive(
         const earlier = staged.get(name);
         staged.set(
           name,
-          await stageStream(layout, entry as AsyncIterable<Uint8Array>, 'sha256:', onBytes, signal),
+          await stageStream(scratchDir, entry as AsyncIterable<Uint8Array>, 'sha256:', onBytes, signal),
         );
         // A name seen twice: the later entry wins (as tar extracts it), and the earlier file is nobody's.
         if (earlier) await fs.rm(earlier.path, { force: true });

@@ -3,14 +3,11 @@
  * Manifests and blobs no remaining tag reaches leave the record with it; their files go at the next `derrick gc`.
  * Unpublishing the last tag removes the repository.
  */
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { parseDigest } from '../oci/digest.ts';
 import { validateName, validateTag } from '../oci/names.ts';
-import { fsyncDir } from '../store/atomic.ts';
-import { acquireLock, registerPublisher, repositoryLockKey } from '../store/locks.ts';
 import { pruned } from '../store/reachable.ts';
-import type { Tree } from '../store/tree.ts';
+import type { Repository } from '../store/record.ts';
+import type { RecordChange, Tree } from '../store/tree.ts';
 import { PublishError } from './publisher.ts';
 
 export interface UnpublishTarget {
@@ -52,67 +49,55 @@ export async function unpublish(
   target: UnpublishTarget,
   lockTimeoutMs: number,
 ): Promise<UnpublishResult> {
-  // Registered like a publisher: gc must not sweep our staged record before we rename it.
-  const registration = await registerPublisher(tree.layout, lockTimeoutMs);
-  let lock;
+  // Registered like a publisher, so that gc and this change see each other.
+  const registration = await tree.backend.beginPublish({ timeoutMs: lockTimeoutMs });
   try {
-    lock = await acquireLock(tree.layout, repositoryLockKey(target.name), lockTimeoutMs);
-  } catch (error) {
-    await registration.release();
-    throw error;
-  }
-  try {
-    const lookup = await tree.readRecord(target.name);
-    if (!lookup.found)
-      throw new PublishError(`there is no repository "${target.name}" in ${tree.layout.root}`);
-    const repository = lookup.repository;
-    const removeRecord = async (): Promise<void> => {
-      const file = tree.layout.recordPath(target.name);
-      await fs.rm(file);
-      await fsyncDir(path.dirname(file));
-    };
-    if (target.tag === undefined && target.digest === undefined) {
-      await removeRecord();
-      return { name: target.name, removed: 'repository', repositoryRemoved: true };
-    }
-    if (repository.format !== 'derrick') {
-      throw new PublishError(
-        `${target.name} is a Pulp 2 record; its tags live behind its url. Unpublish the whole repository instead`,
-      );
-    }
-    const tags = new Map(repository.tags);
-    const manifests = new Map(repository.manifests);
-    if (target.tag !== undefined) {
-      if (!tags.delete(target.tag)) throw new PublishError(`${target.name} has no tag "${target.tag}"`);
-    } else if (target.digest !== undefined) {
-      const digest = target.digest;
-      if (!manifests.has(digest)) throw new PublishError(`${target.name} has no manifest ${digest}`);
-      for (const [parentDigest, entry] of manifests) {
-        if (entry.children?.some((child) => child.digest === digest)) {
-          throw new PublishError(
-            `${digest} is part of index ${parentDigest} in ${target.name}; unpublish the index instead`,
-          );
-        }
-      }
-      manifests.delete(digest);
-      for (const [tag, tagged] of [...tags]) if (tagged === digest) tags.delete(tag);
-    }
-    if (tags.size === 0) {
-      await removeRecord();
-      return {
-        name: target.name,
-        removed: target.tag === undefined ? 'manifest' : 'tag',
-        repositoryRemoved: true,
-      };
-    }
-    await tree.writeRecord(pruned({ ...repository, tags, manifests, updatedAt: new Date().toISOString() }));
-    return {
-      name: target.name,
-      removed: target.tag === undefined ? 'manifest' : 'tag',
-      repositoryRemoved: false,
-    };
+    return await tree.updateRecord(target.name, (repository) => change(tree, target, repository), {
+      wait: { timeoutMs: lockTimeoutMs },
+    });
   } finally {
-    await lock.release();
     await registration.release();
   }
+}
+
+/** What the record becomes; throws PublishError when there is nothing to unpublish. */
+function change(
+  tree: Tree,
+  target: UnpublishTarget,
+  repository: Repository | undefined,
+): RecordChange<UnpublishResult> {
+  if (!repository) throw new PublishError(`there is no repository "${target.name}" in ${tree.location}`);
+  const removed = target.tag === undefined ? 'manifest' : 'tag';
+  if (target.tag === undefined && target.digest === undefined) {
+    return { next: undefined, result: { name: target.name, removed: 'repository', repositoryRemoved: true } };
+  }
+  if (repository.format !== 'derrick') {
+    throw new PublishError(
+      `${target.name} is a Pulp 2 record; its tags live behind its url. Unpublish the whole repository instead`,
+    );
+  }
+  const tags = new Map(repository.tags);
+  const manifests = new Map(repository.manifests);
+  if (target.tag !== undefined) {
+    if (!tags.delete(target.tag)) throw new PublishError(`${target.name} has no tag "${target.tag}"`);
+  } else if (target.digest !== undefined) {
+    const digest = target.digest;
+    if (!manifests.has(digest)) throw new PublishError(`${target.name} has no manifest ${digest}`);
+    for (const [parentDigest, entry] of manifests) {
+      if (entry.children?.some((child) => child.digest === digest)) {
+        throw new PublishError(
+          `${digest} is part of index ${parentDigest} in ${target.name}; unpublish the index instead`,
+        );
+      }
+    }
+    manifests.delete(digest);
+    for (const [tag, tagged] of [...tags]) if (tagged === digest) tags.delete(tag);
+  }
+  if (tags.size === 0) {
+    return { next: undefined, result: { name: target.name, removed, repositoryRemoved: true } };
+  }
+  return {
+    next: pruned({ ...repository, tags, manifests, updatedAt: new Date().toISOString() }),
+    result: { name: target.name, removed, repositoryRemoved: false },
+  };
 }

@@ -10,10 +10,13 @@
  *   a compare-and-swap, which is how concurrent publishers of one repository never lose a tag.
  * - `read` with `ifNoneMatch` costs no transfer and no parse when the object is unchanged (a `stat` on a file
  *   system, a conditional GET on S3), so a record can be read on every request and a publish is visible at the next.
- * - `putVerified` makes an object appear under a content address only with bytes that hash to it: not even for a
- *   moment does that key hold other bytes, whatever number of publishers race.
+ * - `stage` sends bytes where nobody sees them yet (a staging file, the parts of an unfinished multipart upload)
+ *   and checks them against their digest; only `commit` makes them appear under the content address. So not even
+ *   for a moment does that key hold other bytes, whatever number of publishers race, and a publisher stopped
+ *   before its commit leaves the visible tree as it was (the next gc removes its debris).
  */
 import type { Readable } from 'node:stream';
+import type { StagedFile } from './content.ts';
 
 /** What a back end knows about one object. `version` changes whenever the bytes may have. */
 export interface ObjectInfo {
@@ -38,8 +41,12 @@ export type ReadResult =
 /** `absent`: only if there is no object; a version: only if the object still has it. */
 export type Expectation = 'absent' | { version: string };
 
-/** Bytes to store: a stream, or a file already staged (and hashed) in `scratchDir` by a source. */
-export type Input = { kind: 'stream'; stream: AsyncIterable<Uint8Array> } | { kind: 'staged'; path: string };
+/**
+ * Bytes to store: a stream, or a file a source already staged in `scratchDir` and hashed as it went (a back end
+ * that moves the file trusts that hash; one that reads it again checks it again).
+ */
+export type Input =
+  { kind: 'stream'; stream: AsyncIterable<Uint8Array> } | { kind: 'staged'; file: StagedFile };
 
 export interface PutOptions {
   /** Names the input in a DigestMismatchError. */
@@ -63,9 +70,23 @@ export interface Opened {
   size: number;
 }
 
+/** Verified bytes waiting to appear under their key. */
+export interface Pending {
+  /** Makes them appear (a rename; CompleteMultipartUpload). */
+  commit(): Promise<void>;
+  /** Throws them away (nothing was visible). */
+  discard(): Promise<void>;
+}
+
 export interface Registration {
   release(): Promise<void>;
 }
+
+/**
+ * How old an unreferenced object must be before gc takes it where no lock keeps gc and publishers apart (object
+ * storage); what publishers there are built for (docs/storage.md, gc's rule).
+ */
+export const DEFAULT_GC_MIN_AGE_SECONDS = 3600;
 
 /** What gc may delete: objects last modified before `cutoff`, which its back end's rule makes safe. */
 export interface GcWindow {
@@ -92,9 +113,17 @@ export interface Backend {
 
   // Objects addressed by key (records, manifests).
   read(key: string, ifNoneMatch?: string): Promise<ReadResult>;
-  /** Atomic replace; with `expect`, only when the object is still as expected. */
-  write(key: string, bytes: Uint8Array, expect?: Expectation): Promise<'written' | 'conflict'>;
-  delete(key: string, expect?: Expectation): Promise<'deleted' | 'absent' | 'conflict'>;
+  /**
+   * Atomic replace; with `expect`, only when the object is still as expected. `wait`: how long a back end that
+   * serialises compare-and-swaps (a lock on a file system) may wait for another one.
+   */
+  write(
+    key: string,
+    bytes: Uint8Array,
+    expect?: Expectation,
+    wait?: WaitHooks,
+  ): Promise<'written' | 'conflict'>;
+  delete(key: string, expect?: Expectation, wait?: WaitHooks): Promise<'deleted' | 'absent' | 'conflict'>;
   /** The object's facts, or undefined when there is no regular object at `key`. */
   stat(key: string): Promise<ObjectInfo | undefined>;
   /** Whether keys exist below `key + '/'` (on a file system: `key` is a directory). */
@@ -110,10 +139,11 @@ export interface Backend {
 
   // Content.
   /**
-   * Stores `input` as `key` only if its bytes hash to `digest` (and are `options.size` long); otherwise throws
-   * DigestMismatchError and leaves nothing. Concurrent puts of one digest are safe: each is all or nothing.
+   * Sends `input` towards `key`, unseen, and checks that its bytes hash to `digest` (and are `options.size` long);
+   * otherwise throws DigestMismatchError and leaves nothing. Concurrent stages and commits of one digest are safe:
+   * each commit is all or nothing, and they all hold the same bytes.
    */
-  putVerified(key: string, input: Input, digest: string, options: PutOptions): Promise<void>;
+  stage(key: string, input: Input, digest: string, options: PutOptions): Promise<Pending>;
   /** Makes `to` hold the object at `from` without sending its bytes (a hard link; a server-side copy). */
   link(from: string, to: string): Promise<void>;
   /**
@@ -121,6 +151,8 @@ export interface Backend {
    * a back end that cannot trust its store fails a whole read whose bytes do not hash to it before its last byte.
    */
   open(key: string, range?: ByteRange, digest?: string): Promise<Opened | undefined>;
+  /** Whether `presign` gives URLs (a bucket does; a directory has no URL of its own). */
+  readonly presigns: boolean;
   /** A URL that lets anybody GET the object for `ttlSeconds`; undefined when the back end has none. */
   presign(key: string, ttlSeconds: number): Promise<string | undefined>;
   /** The object's file when the tree is on a local file system (sendfile, nginx); undefined otherwise. */
@@ -135,6 +167,13 @@ export interface Backend {
   beginGc(hooks: WaitHooks & { minAgeSeconds: number }): Promise<GcWindow>;
   /** Removes what interrupted writers left (staging files, unfinished uploads) from before `cutoff`. */
   sweepDebris(cutoff: Date, dryRun: boolean): Promise<{ count: number; bytes: number }>;
+  /** Removes what is left empty below `prefix` (directories on a file system; a bucket has none). */
+  tidy(prefix: string): Promise<void>;
+  /**
+   * Throws DataDirError (or StorageError) unless the location is fit for a command: `existing`, a published tree
+   * (`v2/` in it); `new-or-existing`, also a new or empty one. Reads and creates nothing else.
+   */
+  checkTree(use: 'existing' | 'new-or-existing'): Promise<void>;
   /** Lets go of connections and handles, so that a command can exit. */
   close(): Promise<void>;
 }

@@ -1,17 +1,16 @@
 /**
- * The read side of the published tree: a repository's record, parsed once and re-used only while `stat` says the
- * file is the same (device, inode, size, mtime, ctime). One `stat` per request, and a read only when the record
- * changed — so a publish, a replacement, an in-place edit or a removal is seen by the very next request, with no
- * polling and no watcher. Also what is derived from a record for the hot paths: the sorted tag array and the
- * referrers of each subject.
+ * The read side of the published tree: a repository's record, parsed once and re-used only while its back end
+ * says the object is the same — a `stat` on a file system (device, inode, size, mtime, ctime), a conditional GET
+ * on its ETag on S3. One such check per request, and a read only when the record changed — so a publish, a
+ * replacement, an in-place edit or a removal is seen by the very next request, with no polling and no watcher.
+ * `ttlSeconds` > 0 trades that for latency: a record younger than that is used without asking (documented as such).
+ * Also what is derived from a record for the hot paths: the sorted tag array and the referrers of each subject.
  */
-import { promises as fs, statSync, type Stats } from 'node:fs';
-import path from 'node:path';
 import { LRUCache } from 'lru-cache';
-import type { TreeLayout } from './layout.ts';
+import type { Backend } from './backend.ts';
+import { recordKey } from './keys.ts';
 import type { ManifestEntry } from './record-schema.ts';
 import { parseRecord, RecordError, type Repository } from './record.ts';
-import { statSignature } from './stat-signature.ts';
 
 export interface CachedRepository {
   repository: Repository;
@@ -25,8 +24,10 @@ export type RecordResult =
   { found: true; cached: CachedRepository } | { found: false } | { found: false; error: RecordError };
 
 interface Entry {
-  signature: string;
+  version: string;
   cached: CachedRepository;
+  /** When the back end last said this version is current (ms since the epoch). */
+  checkedAt: number;
 }
 
 function derive(repository: Repository): CachedRepository {
@@ -51,55 +52,41 @@ function derive(repository: Repository): CachedRepository {
 
 export class RecordCache {
   private readonly cache: LRUCache<string, Entry> | undefined;
-  private appRoot: string | undefined;
 
   constructor(
-    private readonly layout: TreeLayout,
+    private readonly backend: Backend,
     maxEntries: number,
+    private readonly ttlMs = 0,
   ) {
     this.cache = maxEntries > 0 ? new LRUCache<string, Entry>({ max: maxEntries }) : undefined;
   }
 
   /** The record of `name` (already validated). Never throws for a bad record: returns its RecordError. */
   async get(name: string): Promise<RecordResult> {
-    const file = this.layout.recordPath(name);
-    // The one stat of the hot path, done synchronously: on a local (or attribute-cached) file system that is a
-    // couple of microseconds, where a promise stat's trip through the thread pool costs several times more and
-    // was the largest item in the CPU profile of a manifest HEAD.
-    let stat: Stats | undefined;
-    try {
-      stat = statSync(file, { throwIfNoEntry: false });
-    } catch {
-      return { found: false }; // ENOTDIR, EACCES…: nothing servable there
-    }
-    if (!stat?.isFile()) return { found: false };
-    const signature = statSignature(stat);
-    const hit = this.cache?.get(file);
-    if (hit?.signature === signature) return { found: true, cached: hit.cached };
-
-    // Changed or new: make sure the path resolves inside v2/app (no symlink out of the tree), then read it.
-    const real = await fs.realpath(file).catch(() => undefined);
-    // v2/app may not exist when the server starts (or be a symlink): resolve it once it does.
-    this.appRoot ??= await fs.realpath(this.layout.appDir).catch(() => undefined);
-    const root = this.appRoot ?? this.layout.appDir;
-    if (real === undefined || !real.startsWith(root + path.sep)) {
-      return { found: false, error: new RecordError(file, 'resolves outside v2/app (a symlink?); refused') };
-    }
-    let bytes: Buffer;
-    try {
-      bytes = await fs.readFile(real);
-    } catch {
-      return { found: false };
-    }
-    try {
-      const repository = parseRecord(bytes, path.relative(this.layout.root, file), name);
-      const cached = derive(repository);
-      // Cache under the signature taken before the read: if the file changed meanwhile, the next stat differs.
-      this.cache?.set(file, { signature, cached });
-      return { found: true, cached };
-    } catch (error) {
-      if (error instanceof RecordError) return { found: false, error };
-      throw error;
+    const key = recordKey(name);
+    const hit = this.cache?.get(key);
+    const now = Date.now();
+    if (hit && this.ttlMs > 0 && now - hit.checkedAt < this.ttlMs) return { found: true, cached: hit.cached };
+    const read = await this.backend.read(key, hit?.version);
+    switch (read.status) {
+      case 'unchanged':
+        if (!hit) return { found: false }; // cannot happen: a version was only given for a hit
+        hit.checkedAt = now;
+        return { found: true, cached: hit.cached };
+      case 'absent':
+        if (hit) this.cache?.delete(key);
+        return { found: false };
+      case 'refused':
+        return { found: false, error: new RecordError(this.backend.describe(key), read.why) };
+      case 'found':
+        try {
+          const cached = derive(parseRecord(read.bytes, this.backend.describe(key), name));
+          this.cache?.set(key, { version: read.version, cached, checkedAt: now });
+          return { found: true, cached };
+        } catch (error) {
+          if (error instanceof RecordError) return { found: false, error };
+          throw error;
+        }
     }
   }
 }

@@ -53,13 +53,14 @@ export interface DerrickServerOptions {
 
 /**
  * Starts `derrick serve --data-dir <dataDir> --listen 127.0.0.1:0 --no-access-log <args>`. serve refuses a
- * directory that is not a published tree, so a `dataDir` nothing has been published into yet is made an empty tree.
+ * directory that is not a published tree, so a `dataDir` nothing has been published into yet is made an empty tree
+ * (a directory only: a URL such as `s3://bucket/prefix` is left to the back end).
  */
 export async function startDerrickServer(
   dataDir: string,
   options: DerrickServerOptions = {},
 ): Promise<DerrickServer> {
-  mkdirSync(path.join(dataDir, 'v2'), { recursive: true });
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(dataDir)) mkdirSync(path.join(dataDir, 'v2'), { recursive: true });
   const args = [
     'serve',
     '--data-dir',

@@ -58,7 +58,7 @@ export async function publishInto(
   const destinations: Destination[] = [...byName].map(([name, tags]) => ({ name, tags }));
   return publish({
     tree,
-    openSource: () => openSource(source, tree.layout),
+    openSource: () => openSource(source, tree.backend.scratchDir),
     destinations,
     allTags: false,
     baseUrl: options.baseUrl,

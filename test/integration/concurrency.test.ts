@@ -3,6 +3,7 @@
  * tag), into different repositories (they never wait for each other), and alongside gc (gc never deletes under
  * a running publisher, and a publisher never starts under a running gc).
  */
+import { fsLayout } from '../helpers/fs-tree.ts';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -180,7 +181,7 @@ describe('publishers of different repositories', () => {
     assertExit0(await publish('a-old', 'a:latest', dataDir, '-q'), 'the first publish of a');
     const recordOfA = await recordBytes(tree, 'a');
 
-    const lock = await acquireLock(tree.layout, repositoryLockKey('a'), 1000);
+    const lock = await acquireLock(fsLayout(tree), repositoryLockKey('a'), 1000);
     try {
       // A generous timeout: were b's publisher to wait for a's lock, it would fail here rather than hang.
       const intoB = await publish('b', 'b:latest', dataDir, '-q', '--lock-timeout', '10');
@@ -216,9 +217,9 @@ describe('publishers and gc', () => {
     assertExit0(await publish('c-old', 'c:latest', dataDir, '-q'), 'the publish of c-old');
     assertExit0(await publish('c-new', 'c:latest', dataDir, '-q'), 'the publish of c-new');
     await unpublish(tree, { name: 'c', tag: undefined, digest: image('c-old').digest }, 5_000);
-    await fs.writeFile(path.join(tree.layout.stagingDir, 'left-by-a-dead-publisher.blob'), 'partial');
+    await fs.writeFile(path.join(fsLayout(tree).stagingDir, 'left-by-a-dead-publisher.blob'), 'partial');
 
-    const registration = await registerPublisher(tree.layout, 1000);
+    const registration = await registerPublisher(fsLayout(tree), 1000);
     try {
       const before = await snapshotTree(dataDir);
       await assert.rejects(gc(tree, { dryRun: false, waitMs: 500 }), (error: unknown) => {
@@ -237,7 +238,7 @@ describe('publishers and gc', () => {
       { contentFiles: result.contentFiles, links: result.links, stagingFiles: result.stagingFiles },
       { contentFiles: 3, links: 3, stagingFiles: 1 },
     );
-    assert.ok(await exists(tree.layout.contentPath(baseLayer.digest)), 'gc deleted the layer c-new uses');
+    assert.ok(await exists(fsLayout(tree).contentPath(baseLayer.digest)), 'gc deleted the layer c-new uses');
     await assertVerifyClean(tree, 1);
   });
 
@@ -245,7 +246,7 @@ describe('publishers and gc', () => {
     const { dataDir, tree } = freshTree();
     assertExit0(await publish('c-old', 'c:latest', dataDir, '-q'), 'the publish of c-old');
 
-    const gcLock = await acquireGcLock(tree.layout, 1000);
+    const gcLock = await acquireGcLock(fsLayout(tree), 1000);
     try {
       const before = await snapshotTree(dataDir);
       const result = await publish('c-next', 'c:latest', dataDir, '-q', '--lock-timeout', '1');
@@ -288,17 +289,30 @@ describe('publishers and gc', () => {
       links: 4, // gone/app's links to all four
       stagingFiles: 0,
       bytes: goneOnly.reduce((sum, file) => sum + file.size, 0),
+      young: 0,
+      rule: 'every publisher has finished and new ones wait for this gc',
     });
     for (const file of goneOnly)
-      assert.equal(await exists(tree.layout.contentPath(file.digest)), false, `${file.digest} survived gc`);
+      assert.equal(
+        await exists(fsLayout(tree).contentPath(file.digest)),
+        false,
+        `${file.digest} survived gc`,
+      );
     for (const file of image('keep').files)
-      assert.ok(await exists(tree.layout.contentPath(file.digest)), `gc deleted ${file.digest} of keep/app`);
+      assert.ok(
+        await exists(fsLayout(tree).contentPath(file.digest)),
+        `gc deleted ${file.digest} of keep/app`,
+      );
     assert.equal(
-      await exists(path.join(tree.layout.webDir, 'gone')),
+      await exists(path.join(fsLayout(tree).webDir, 'gone')),
       false,
       'gc left gone/app’s web directory',
     );
-    assert.equal(await exists(path.join(tree.layout.appDir, 'gone')), false, 'gc left the empty namespace');
+    assert.equal(
+      await exists(path.join(fsLayout(tree).appDir, 'gone')),
+      false,
+      'gc left the empty namespace',
+    );
 
     assert.deepEqual(await recordBytes(tree, 'keep/app'), recordOfKeep);
     await assertVerifyClean(tree, 1);

@@ -11,6 +11,7 @@
  * How long a publish lasts after each moment is measured by two uninterrupted publishes first, then kept up to
  * date from every attempt that finished before its kill (the machine's load changes while the test runs).
  */
+import { fsLayout } from '../helpers/fs-tree.ts';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -78,7 +79,7 @@ async function nextImage(): Promise<Image> {
 
 /** Publishes `image` to NAME:TAG; with a plan, sends SIGKILL `delayMs` after the plan's anchor moment. */
 async function publishAttempt(image: Image, plan?: { from: Anchor; delayMs: number }): Promise<Attempt> {
-  const layerFile = tree.layout.contentPath(image.layer);
+  const layerFile = fsLayout(tree).contentPath(image.layer);
   await fs.mkdir(path.dirname(layerFile), { recursive: true }); // so it can be watched from the start
   const started = performance.now();
   const at: Attempt['at'] = { spawn: 0, copying: undefined, committed: undefined, exit: undefined };
@@ -240,7 +241,7 @@ describe('publish under SIGKILL', { timeout: 300_000 }, () => {
       if (result.signal === 'SIGKILL') {
         if (at.copying === undefined) phases['before copying']++;
         else if (tagged === image.digest) phases['after the record rename']++;
-        else if (await fs.stat(tree.layout.contentPath(image.layer)).catch(() => undefined))
+        else if (await fs.stat(fsLayout(tree).contentPath(image.layer)).catch(() => undefined))
           phases['after the layer commit, before the record rename']++;
         else phases['while staging']++;
       }
@@ -252,7 +253,7 @@ describe('publish under SIGKILL', { timeout: 300_000 }, () => {
     t.diagnostic(
       `${attempts} attempts: ${interrupted} killed mid-publish, ${completed} finished before the kill; ` +
         `kills by phase ${JSON.stringify(phases)}; ` +
-        `${(await entries(tree.layout.stagingDir)).length} file(s) of staging debris`,
+        `${(await entries(fsLayout(tree).stagingDir)).length} file(s) of staging debris`,
     );
     assert.ok(
       interrupted >= REQUIRED_INTERRUPTIONS,
@@ -274,28 +275,32 @@ describe('publish under SIGKILL', { timeout: 300_000 }, () => {
     assert.ok(freed.stagingFiles > 0, 'gc found no staging debris of killed publishers to delete');
 
     await assertVerifyClean('after gc');
-    assert.deepEqual(await entries(tree.layout.stagingDir), [], 'gc left staging debris');
-    assert.deepEqual(await entries(tree.layout.inflightDir), [], 'gc left registrations of dead publishers');
+    assert.deepEqual(await entries(fsLayout(tree).stagingDir), [], 'gc left staging debris');
+    assert.deepEqual(
+      await entries(fsLayout(tree).inflightDir),
+      [],
+      'gc left registrations of dead publishers',
+    );
 
     // What the record references is all that is left, in the content store and in the repository's web directory.
     const lookup = await tree.readRecord(NAME);
     assert.ok(lookup.found);
     const { manifests, blobs } = lookup.repository;
-    const { contentDir } = tree.layout;
+    const { contentDir } = fsLayout(tree);
     assert.deepEqual(
       await filesBelow(contentDir),
       [...manifests.keys(), ...blobs.keys()]
-        .map((digest) => path.relative(contentDir, tree.layout.contentPath(digest)))
+        .map((digest) => path.relative(contentDir, fsLayout(tree).contentPath(digest)))
         .sort(),
     );
-    const webDir = tree.layout.repoWebDir(NAME);
+    const webDir = fsLayout(tree).repoWebDir(NAME);
     assert.deepEqual(
       await filesBelow(webDir),
       [
         ...[...manifests].map(([digest, entry]) =>
-          tree.layout.manifestLinkPath(NAME, entry.mediaType, digest),
+          fsLayout(tree).manifestLinkPath(NAME, entry.mediaType, digest),
         ),
-        ...[...blobs.keys()].map((digest) => tree.layout.blobLinkPath(NAME, digest)),
+        ...[...blobs.keys()].map((digest) => fsLayout(tree).blobLinkPath(NAME, digest)),
       ]
         .map((file) => path.relative(webDir, file))
         .sort(),

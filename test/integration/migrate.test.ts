@@ -1,6 +1,7 @@
 /**
  * derrick migrate: Pulp 2 records named by repository id → laid out by repository name, content untouched.
  */
+import { fsLayout } from '../helpers/fs-tree.ts';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -60,7 +61,7 @@ describe('migrate', { concurrency: 3 }, () => {
     for (const [file, value] of Object.entries(records)) {
       const name = value['repo-registry-id'] as string;
       assert.equal(
-        await fs.readFile(tree.layout.recordPath(name), 'utf8'),
+        await fs.readFile(fsLayout(tree).recordPath(name), 'utf8'),
         await fs.readFile(path.join(pulp, 'v2', 'app', file), 'utf8'),
       );
       const lookup = await tree.readRecord(name);

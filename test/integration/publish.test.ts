@@ -1,6 +1,7 @@
 /**
  * derrick publish from every source format, checked against what skopeo reads from the same source.
  */
+import { fsLayout } from '../helpers/fs-tree.ts';
 import assert from 'node:assert/strict';
 import { promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
@@ -102,9 +103,9 @@ describe('publish from an OCI layout', { concurrency: 4 }, () => {
     // Content is stored once: both repositories' links are the content store's inode.
     const tree = new Tree(data);
     const layer = [...(await record(data, 'a')).blobs.keys()][0] ?? '';
-    const inode = statSync(tree.layout.contentPath(layer)).ino;
-    assert.equal(statSync(tree.layout.blobLinkPath('a', layer)).ino, inode);
-    assert.equal(statSync(tree.layout.blobLinkPath('b', layer)).ino, inode);
+    const inode = statSync(fsLayout(tree).contentPath(layer)).ino;
+    assert.equal(statSync(fsLayout(tree).blobLinkPath('a', layer)).ino, inode);
+    assert.equal(statSync(fsLayout(tree).blobLinkPath('b', layer)).ino, inode);
   });
 
   test('a bare name beside tagged ones means latest too', async () => {
@@ -266,7 +267,7 @@ describe('publish from skopeo formats', { concurrency: 3 }, () => {
     assert.equal((await record(data, 'archived')).tags.get('7'), digest);
     await assertVerifyClean(data);
     // Nothing of the archive is left in staging.
-    assert.deepEqual(await fs.readdir(new Tree(data).layout.stagingDir), []);
+    assert.deepEqual(await fs.readdir(fsLayout(new Tree(data)).stagingDir), []);
   });
 
   test('a gzipped docker-archive and a RepoTag reference are read too', async () => {

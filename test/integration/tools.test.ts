@@ -1,6 +1,7 @@
 /**
  * unpublish, gc, verify and ls through the real CLI on real trees.
  */
+import { fsLayout } from '../helpers/fs-tree.ts';
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -105,22 +106,22 @@ describe('gc', { concurrency: 2 }, () => {
     await derrick(['publish', `oci:${drop}`, 'drop', '--data-dir', data]);
     await derrick(['unpublish', 'drop', '--data-dir', data]);
     const tree = new Tree(data);
-    const before = (await fs.readdir(path.join(tree.layout.contentDir, 'sha256'))).length;
+    const before = (await fs.readdir(path.join(fsLayout(tree).contentDir, 'sha256'))).length;
     const dry = JSON.parse(await derrick(['gc', '--dry-run', '--json', '--data-dir', data])) as {
       bytes: number;
       contentFiles: number;
     };
     assert.equal(dry.contentFiles, 3); // the dropped image's manifest, config and layer
     assert.ok(dry.bytes > 0);
-    assert.equal((await fs.readdir(path.join(tree.layout.contentDir, 'sha256'))).length, before);
+    assert.equal((await fs.readdir(path.join(fsLayout(tree).contentDir, 'sha256'))).length, before);
     const real = JSON.parse(await derrick(['gc', '--json', '--data-dir', data])) as {
       bytes: number;
       links: number;
     };
     assert.equal(real.bytes, dry.bytes);
     assert.equal(real.links, 3);
-    assert.equal((await fs.readdir(path.join(tree.layout.contentDir, 'sha256'))).length, before - 3);
-    await fs.access(tree.layout.repoWebDir('drop')).then(
+    assert.equal((await fs.readdir(path.join(fsLayout(tree).contentDir, 'sha256'))).length, before - 3);
+    await fs.access(fsLayout(tree).repoWebDir('drop')).then(
       () => assert.fail('the unpublished repository’s web directory should be gone'),
       () => undefined,
     );
@@ -151,9 +152,9 @@ describe('verify and ls', { concurrency: 2 }, () => {
     const [a, b, c] = [...lookup.repository.blobs.keys()];
     const sizeOf = (digest: string | undefined): number => lookup.repository.blobs.get(digest ?? '') ?? 0;
     // Corrupt through the content store (the links share its inode), keeping the size.
-    await fs.writeFile(tree.layout.contentPath(a ?? ''), Buffer.alloc(sizeOf(a), 1));
-    await fs.appendFile(tree.layout.contentPath(b ?? ''), 'x');
-    await fs.rm(tree.layout.blobLinkPath('broken', c ?? ''));
+    await fs.writeFile(fsLayout(tree).contentPath(a ?? ''), Buffer.alloc(sizeOf(a), 1));
+    await fs.appendFile(fsLayout(tree).contentPath(b ?? ''), 'x');
+    await fs.rm(fsLayout(tree).blobLinkPath('broken', c ?? ''));
     const out = await derrick(['verify', '--data-dir', data], 1);
     assert.match(out, new RegExp(`blobs/${a ?? ''} hashes to sha256:`));
     assert.match(out, new RegExp(`blobs/${b ?? ''} is ${sizeOf(b) + 1} bytes; the record says ${sizeOf(b)}`));

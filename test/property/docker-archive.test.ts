@@ -238,7 +238,7 @@ async function readArchive(bytes: Buffer, ref: string | undefined, allTags: bool
   await fs.writeFile(archive, bytes);
   const layout = new TreeLayout(path.join(dir, 'data'));
   try {
-    const source = await openDockerArchive(layout, archive, ref);
+    const source = await openDockerArchive(layout.stagingDir, archive, ref);
     try {
       for (const root of await source.roots(allTags)) {
         const manifest = await source.readManifest(root.digest);

@@ -12,6 +12,7 @@ import { ERROR_CODES, RegistryError } from '../../src/oci/errors.ts';
 import { MANIFEST_MEDIA_TYPES } from '../../src/oci/media-types.ts';
 import { MAX_NAME_LENGTH, NAME_PATTERN, validateName, validateTag } from '../../src/oci/names.ts';
 import { TreeLayout } from '../../src/store/layout.ts';
+import { blobUrlPath } from '../../src/store/keys.ts';
 import { fc, holds } from '../helpers/property.ts';
 import { anyText, digest, hostileText, repositoryName, tag } from './grammar.ts';
 
@@ -188,7 +189,7 @@ describe('tree paths built from names (generated)', () => {
         if ('error' in parseDigest(text)) {
           assert.throws(() => layout.contentPath(text));
           assert.throws(() => layout.blobLinkPath('a', text));
-          assert.throws(() => TreeLayout.blobUrlPath(text));
+          assert.throws(() => blobUrlPath(text));
         }
       }),
       { file },

@@ -106,7 +106,7 @@ describe('found by the properties', () => {
     const archive = path.join(temp.dir, 'twice.tar');
     await fs.writeFile(archive, Buffer.concat(chunks));
     const layout = new TreeLayout(path.join(temp.dir, 'data'));
-    await assert.rejects(openDockerArchive(layout, archive, undefined), SourceError);
+    await assert.rejects(openDockerArchive(layout.stagingDir, archive, undefined), SourceError);
     assert.deepEqual(await fs.readdir(layout.stagingDir), []);
   });
 });

@@ -93,9 +93,14 @@ const BAD_TEXT: Record<ScalarKey, string | null> = {
   'timeouts.keepAliveSeconds': '-5',
   workers: '300',
   accessLog: 'sometimes',
+  's3.addressing': 'dns',
+  's3.presignUrl': 'cdn.example.com',
+  's3.presignTtlSeconds': '0',
+  's3.maxAttempts': '0',
   logLevel: 'loud',
   'cache.records': '-1',
   'cache.manifestBytes': '64MiB',
+  'cache.recordTtlSeconds': '-1',
   'cache.listings': '0.5',
 };
 

@@ -1,3 +1,4 @@
+import { fsLayout } from '../../helpers/fs-tree.ts';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -15,10 +16,10 @@ describe('walking v2/app in catalog order', () => {
     for (const name of names)
       await tree.writeRecord({ ...emptyRepository(name), updatedAt: '2026-01-01T00:00:00.000Z' });
     // Things that are not records are ignored: stray files, invalid names, temp files.
-    writeFileSync(path.join(tree.layout.appDir, 'README'), 'x');
-    writeFileSync(path.join(tree.layout.appDir, 'Bad.json'), '{}');
-    mkdirSync(path.join(tree.layout.appDir, '.hidden'));
-    writeFileSync(path.join(tree.layout.appDir, '.hidden', 'x.json'), '{}');
+    writeFileSync(path.join(fsLayout(tree).appDir, 'README'), 'x');
+    writeFileSync(path.join(fsLayout(tree).appDir, 'Bad.json'), '{}');
+    mkdirSync(path.join(fsLayout(tree).appDir, '.hidden'));
+    writeFileSync(path.join(fsLayout(tree).appDir, '.hidden', 'x.json'), '{}');
   });
   after(() => temp.cleanup());
 
@@ -69,7 +70,7 @@ describe('the listing cache', () => {
     await write('a');
     await write('ns/y');
     assert.deepEqual(await names(), ['a', 'b', 'ns/x', 'ns/y']);
-    rmSync(cached.layout.recordPath('b'));
+    rmSync(fsLayout(cached).recordPath('b'));
     assert.deepEqual(await names(), ['a', 'ns/x', 'ns/y']);
   });
 });
@@ -91,7 +92,7 @@ describe('layout collisions', () => {
   });
 
   test('layout paths refuse unchecked names instead of leaving the tree', () => {
-    assert.throws(() => tree.layout.recordPath('../../etc/passwd'), /unchecked repository name/);
-    assert.throws(() => tree.layout.blobLinkPath('a', 'sha256:../../x'), /unchecked digest/);
+    assert.throws(() => fsLayout(tree).recordPath('../../etc/passwd'), /unchecked repository name/);
+    assert.throws(() => fsLayout(tree).blobLinkPath('a', 'sha256:../../x'), /unchecked digest/);
   });
 });

@@ -1,0 +1,105 @@
+/**
+ * Repository names with a record, in byte order of the NAMES, from a store that lists keys in byte order of the
+ * KEYS — the trap distribution fell into twice on S3 (#4891, #4903). Records are `v2/app/<name>.json`, and the two
+ * orders differ: `a.json` sorts after `a-b.json` and after `a.b.json`, but the name `a` sorts before both.
+ *
+ * Where the orders differ (names are the distribution grammar: [a-z0-9] runs joined by `.`, `_`, `__`, dashes,
+ * and `/`). Write K(n) = P + n + ".json". For names x < y:
+ * - x not a prefix of y: they differ first at some i with x[i] < y[i], and K(x), K(y) differ first at the same
+ *   place, so K(x) < K(y).
+ * - x a proper prefix of y, y = x + c + rest: K(x) vs K(y) compares ".json" with c + rest + ".json". If c is `/`,
+ *   `_` or alphanumeric (all > `.`), K(x) < K(y). Only c = `-` (< `.`) or c = `.` (then "json" against rest…) can
+ *   put K(y) first.
+ * So key order inverts a pair of names only when the smaller name p is a prefix of the larger q and q continues
+ * p with `-` or `.`: a record can come LATE, after longer names that extend it that way, never early.
+ *
+ * The walk: list keys from StartAfter = P + after. It misses no name n > after: if `after` is a prefix of n then
+ * n + ".json" extends `after`, else they differ first at some i with n[i] > after[i]; either way K(n) > P + after.
+ * (Names ≤ after can be listed too, `a` after `a-b`: they are skipped.) For each listed name q, in key order,
+ * before q come its pending prefixes: the names p < q with p = q[0..i), q[i] in {`-`,`.`}, K(p) > K(q) (so not
+ * listed yet), p > after and below `under`, that exist and were not yielded yet; ascending (shorter first). A
+ * pending p's existence is looked up in the batch already fetched (binary search) when K(p) ≤ its last key; only
+ * when the batch was truncated before K(p) is it one HEAD. When the walk later reaches K(p) it skips it.
+ *
+ * Why the output is strictly ascending: (1) everything yielded before a pending p of q is smaller than p — a
+ * listed r > p with K(r) < K(q) < K(p) is an inverted pair, so p is a prefix of r continued by `-`/`.`, and p was
+ * yielded before r already (not pending); an early p' yielded before such an r is smaller than r, and were it > p,
+ * r > p again. (2) everything yielded after q is larger than q — a name s < q with K(s) > K(q) is an inverted pair,
+ * so s is a pending prefix of q, yielded now. Each name is yielded once (a set of names yielded early). The
+ * cost: the keys read plus at most one HEAD per pending prefix that falls beyond a truncated batch.
+ */
+import { upperBound, compareStrings } from '../record.ts';
+import { APP_PREFIX, RECORD_SUFFIX, nameOfRecordKey, recordKey } from '../keys.ts';
+
+/** One ListObjectsV2 page of tree keys, in byte order. */
+export interface KeyPage {
+  keys: string[];
+  /** More keys follow this page. */
+  truncated: boolean;
+}
+
+export interface KeySource {
+  /** Keys starting with `prefix`, after `startAfter`, one page (of the store's size). */
+  page(prefix: string, startAfter: string | undefined): Promise<KeyPage>;
+  /** Whether an object exists at `key` (a HEAD). */
+  exists(key: string): Promise<boolean>;
+}
+
+/** The prefixes p of `name` that sort before it by name but after it by key (see above), shortest first. */
+export function latePrefixes(name: string): string[] {
+  const found: string[] = [];
+  const key = recordKey(name);
+  for (let i = 1; i < name.length; i++) {
+    const c = name[i];
+    if (c !== '-' && c !== '.') continue;
+    const prefix = name.slice(0, i);
+    const prefixKey = APP_PREFIX + prefix + RECORD_SUFFIX;
+    if (nameOfRecordKey(prefixKey) !== undefined && prefixKey > key) found.push(prefix);
+  }
+  return found;
+}
+
+const hasKey = (keys: readonly string[], key: string): boolean => {
+  const at = upperBound(keys, key, (k) => k) - 1;
+  return at >= 0 && keys[at] === key;
+};
+
+export async function* recordNames(
+  source: KeySource,
+  { after, under }: { after?: string | undefined; under?: string | undefined },
+): AsyncGenerator<string> {
+  const listPrefix = under === undefined ? APP_PREFIX : `${APP_PREFIX}${under}/`;
+  const fits = (name: string): boolean =>
+    (after === undefined || compareStrings(name, after) > 0) &&
+    (under === undefined || name.startsWith(`${under}/`));
+  if (under !== undefined && (after === undefined || compareStrings(under, after) > 0)) {
+    // The namespace itself comes first: `under` < `under/…`, and K(under) is not in the listing below.
+    if (await source.exists(recordKey(under))) yield under;
+  }
+  const yieldedEarly = new Set<string>();
+  let startAfter = after === undefined ? undefined : APP_PREFIX + after;
+  if (startAfter !== undefined && startAfter < listPrefix) startAfter = undefined;
+  for (;;) {
+    const { keys, truncated } = await source.page(listPrefix, startAfter);
+    const last = keys.at(-1);
+    for (const key of keys) {
+      const name = nameOfRecordKey(key);
+      if (name === undefined || !fits(name)) continue;
+      if (yieldedEarly.delete(name)) continue;
+      for (const prefix of latePrefixes(name)) {
+        if (!fits(prefix) || yieldedEarly.has(prefix)) continue;
+        const prefixKey = recordKey(prefix);
+        const exists =
+          last !== undefined && prefixKey <= last
+            ? hasKey(keys, prefixKey)
+            : truncated && (await source.exists(prefixKey));
+        if (!exists) continue;
+        yieldedEarly.add(prefix);
+        yield prefix;
+      }
+      yield name;
+    }
+    if (!truncated || last === undefined) return;
+    startAfter = last;
+  }
+}
