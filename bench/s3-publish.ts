@@ -17,11 +17,16 @@ import {
   UploadPartCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { openSource } from '../src/publish/open-source.ts';
+import { silentProgress } from '../src/publish/progress.ts';
+import { publish } from '../src/publish/publisher.ts';
+import { openBackend } from '../src/store/open-backend.ts';
+import { Tree } from '../src/store/tree.ts';
 import { derrickCli, layoutsOf, randomImageLayout, REPO_ROOT } from './fixtures.ts';
 import { median } from './load.ts';
 import { DERRICK_BUCKET } from './s3-fixtures.ts';
 import { startDerrickS3 } from './s3-servers.ts';
-import { childEnv, deletePrefix, pool, reclaimSpace, type S3Endpoint } from './s3-store.ts';
+import { awsEnv, childEnv, deletePrefix, pool, reclaimSpace, type S3Endpoint } from './s3-store.ts';
 import { MANIFEST_ACCEPT, type BenchServer } from './servers.ts';
 import { count, fmt, log } from './summary.ts';
 import type { Fixtures, Row } from './types.ts';
@@ -67,6 +72,33 @@ function publishTag(s3: S3Endpoint, location: string, layout: string, name: stri
   return derrick(s3, ['publish', `oci:${layout}:latest`, `${name}:${tag}`, '--data-dir', location, '-q']);
 }
 
+/**
+ * The tree at `location`, opened in this process as the CLI opens it: the back end reads the standard AWS
+ * variables, set here to the RGW's.
+ */
+async function openTree(s3: S3Endpoint, location: string): Promise<Tree> {
+  for (const key of Object.keys(process.env))
+    if (key.startsWith('AWS_')) Reflect.deleteProperty(process.env, key);
+  Object.assign(process.env, awsEnv(s3));
+  return new Tree(await openBackend(location));
+}
+
+/** One publish in this process, as `derrick publish` runs it (the same publish(), openSource and progress). */
+async function publishInProcess(tree: Tree, layout: string, name: string, tag: string): Promise<number> {
+  const started = process.hrtime.bigint();
+  await publish({
+    tree,
+    openSource: () => openSource(`oci:${layout}:latest`, tree.backend.scratchDir),
+    destinations: [{ name, tags: [tag] }],
+    allTags: false,
+    baseUrl: undefined,
+    protected: undefined,
+    lockTimeoutMs: 600_000,
+    progress: silentProgress,
+  });
+  return elapsedMs(started);
+}
+
 function head(agent: http.Agent, url: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method: 'HEAD', agent, headers: { accept: MANIFEST_ACCEPT } }, (res) => {
@@ -98,6 +130,7 @@ export async function measureS3Visibility(
   const delays: number[] = [];
   const publishMs: number[] = [];
   const started = Date.now();
+  const tree = await openTree(s3, location);
   try {
     for (let i = 0; i < 3; i++)
       replicas.push(
@@ -111,7 +144,7 @@ export async function measureS3Visibility(
     for (const _ of replicas) agents.push(new http.Agent({ keepAlive: true, maxSockets: 1 }));
     for (let i = 0; i < options.publishes; i++) {
       const tag = `v${i}`;
-      publishMs.push(await publishTag(s3, location, layout, VISIBLE, tag));
+      publishMs.push(await publishInProcess(tree, layout, VISIBLE, tag));
       const published = process.hrtime.bigint();
       const statuses = await Promise.all(
         replicas.map((replica, r) =>
@@ -126,6 +159,7 @@ export async function measureS3Visibility(
   } finally {
     for (const agent of agents) agent.destroy();
     await Promise.all(replicas.map((replica) => replica.stop()));
+    await tree.backend.close();
     await deletePrefix(client, DERRICK_BUCKET, prefix);
   }
   const n = count(options.publishes);
@@ -139,13 +173,13 @@ export async function measureS3Visibility(
       unit: 'misses',
       target: '0 misses, checked on every replica',
       met: missed.length === 0,
-      note: `3 derrick serve (serve mode) over ${location}; each publish with the real CLI (derrick publish, a process per publish), then HEAD /v2/${VISIBLE}/manifests/v<i> on all 3 replicas at once, the moment it exits${missed.length > 0 ? `; missed: ${missed.slice(0, 5).join(', ')}${missed.length > 5 ? ', …' : ''}` : ''}`,
+      note: `3 derrick serve (serve mode) over ${location}; the first publish with the real CLI, the others in process (publish(), as the CLI runs it: a process per publish would take ~1 s each), then HEAD /v2/${VISIBLE}/manifests/v<i> on all 3 replicas at once, the moment it exits${missed.length > 0 ? `; missed: ${missed.slice(0, 5).join(', ')}${missed.length > 5 ? ', …' : ''}` : ''}`,
     },
     {
       measure: `${PREFIX}publish → visible delay (slowest of 3 replicas)`,
       value: Math.round(median(delays) * 100) / 100,
       unit: 'ms',
-      note: `median ${fmt(median(delays))} ms, p99 ${fmt(percentile(delays, 99))} ms over ${n} publishes, from the publish's exit to the last replica's answer (keep-alive); each publish took ${fmt(median(publishMs))} ms median (start-up included)`,
+      note: `median ${fmt(median(delays))} ms, p99 ${fmt(percentile(delays, 99))} ms over ${n} publishes, from publish() resolving to the last replica's answer (keep-alive); each publish took ${fmt(median(publishMs))} ms median`,
     },
   ];
 }
