@@ -173,7 +173,7 @@ export async function measureS3Visibility(
       unit: 'misses',
       target: '0 misses, checked on every replica',
       met: missed.length === 0,
-      note: `3 derrick serve (serve mode) over ${location}; the first publish with the real CLI, the others in process (publish(), as the CLI runs it: a process per publish would take ~1 s each), then HEAD /v2/${VISIBLE}/manifests/v<i> on all 3 replicas at once, the moment it exits${missed.length > 0 ? `; missed: ${missed.slice(0, 5).join(', ')}${missed.length > 5 ? ', …' : ''}` : ''}`,
+      note: `3 derrick serve (serve mode) over ${location}; the first publish with the real CLI, the others in process (publish(), as the CLI runs it: a process per publish would take ~1 s each), then HEAD /v2/${VISIBLE}/manifests/v<i> on all 3 replicas at once, the moment publish() resolves${missed.length > 0 ? `; missed: ${missed.slice(0, 5).join(', ')}${missed.length > 5 ? ', …' : ''}` : ''}`,
     },
     {
       measure: `${PREFIX}publish → visible delay (slowest of 3 replicas)`,
