@@ -1,7 +1,8 @@
 /**
  * The benchmark harness of issue 4: `npm run bench [-- --quick]`. Also `--tiny` (seconds, for the test suite),
  * `--out <dir>` (default bench/out), `--workers N` (passed to `derrick serve`; its default is one worker per CPU),
- * and `--rounds N` / `--seconds N` (override the HTTP rounds and the seconds per run of the size chosen).
+ * `--rounds N` / `--seconds N` (override the HTTP rounds and the seconds per run of the size chosen), and
+ * `--only <groups>` (comma-separated: http, catalog, tree, s3; default all of them, but s3 not in tiny size).
  *
  * 1. Checks the tools (wrk, ab, nginx, docker-registry, skopeo, curl; else scripts/install-deps.sh), and that
  *    dist/ is built from the current src/ (else `npm run build`): the servers run the compiled CLI.
@@ -16,7 +17,9 @@
  *    _catalog ratios are on CPU µs per request, steadier than req/s on a 2-core box where the load generator
  *    competes with the server.
  * 4. Runs the tree measures (bench/measures-tree.ts): start-up, visibility of a publish, publish throughput.
- * 5. Prints a table and writes <out>/results.json and <out>/results.md (bench/report.ts).
+ * 5. The s3 group (bench/s3-measures.ts): derrick-on-S3 against docker-registry-on-S3 and derrick on the file
+ *    system, on a Ceph RGW of its own (or BENCH_S3_ENV's).
+ * 6. Prints a table and writes <out>/results.json and <out>/results.md (bench/report.ts).
  *
  * This file holds only that sequence: the arguments, the plan of each size, the checks, the cleanup (every
  * process started is stopped, on success, on error and on SIGINT/SIGTERM) and the writing of the results.
@@ -32,6 +35,8 @@ import { catalogMeasures, tagsListMeasures } from './measures-catalog.ts';
 import { httpMeasures, startServers } from './measures-http.ts';
 import { measurePublishThroughput, measureStartup, measureVisibility } from './measures-tree.ts';
 import { markdown, textTable } from './report.ts';
+import { s3Measures } from './s3-measures.ts';
+import { stopAllS3 } from './s3-store.ts';
 import { REPO_ROOT, stopAllServers } from './servers.ts';
 import { elapsedSeconds, fmt, log } from './summary.ts';
 import type { BenchSize, Plan, Row } from './types.ts';
@@ -69,6 +74,9 @@ const PLANS: Record<BenchSize, Plan> = {
     tree: { rounds: 3, publishes: 1000, bytes: 1024 * MiB },
   },
 };
+
+/** The groups of measures `--only` selects from. */
+const GROUPS = ['http', 'catalog', 'tree', 's3'] as const;
 
 /** The programs the harness runs (curl only for the 1 GiB downloads of the full size), and their Debian packages. */
 const TOOLS: Record<string, string> = {
@@ -129,12 +137,13 @@ async function main(): Promise<void> {
       workers: { type: 'string' },
       rounds: { type: 'string' },
       seconds: { type: 'string' },
+      only: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
     console.log(
-      'usage: npm run bench [-- --quick | --tiny] [--out <dir>] [--workers <n>] [--rounds <n>] [--seconds <n>]',
+      'usage: npm run bench [-- --quick | --tiny] [--out <dir>] [--workers <n>] [--rounds <n>] [--seconds <n>] [--only http,catalog,tree,s3]',
     );
     return;
   }
@@ -152,6 +161,14 @@ async function main(): Promise<void> {
     rounds: wholeNumber('rounds', values.rounds) ?? PLANS[size].rounds,
     seconds: wholeNumber('seconds', values.seconds) ?? PLANS[size].seconds,
   };
+  const groups = new Set(
+    values.only?.split(',') ?? GROUPS.filter((group) => size !== 'tiny' || group !== 's3'),
+  );
+  const unknown = [...groups].filter((group) => !(GROUPS as readonly string[]).includes(group));
+  if (unknown.length > 0 || groups.size === 0) {
+    console.error(`bench: --only expects some of ${GROUPS.join(', ')}, not ${JSON.stringify(values.only)}`);
+    process.exit(2);
+  }
   const outDir = path.resolve(values.out ?? path.join(REPO_ROOT, 'bench', 'out'));
   const started = Date.now();
   const startedAt = new Date().toISOString();
@@ -168,6 +185,7 @@ async function main(): Promise<void> {
     cleaning ??= (async () => {
       killLoadGenerators();
       await stopAllServers();
+      await stopAllS3();
       if (state.interrupted) {
         // Whatever else still runs below us (a publish or a server of the tree measures): stopped too, by pid.
         for (const pid of processTree(process.pid).slice(1)) {
@@ -201,18 +219,24 @@ async function main(): Promise<void> {
     log(`fixtures built in ${fmt(elapsedSeconds(phase))} s`);
 
     phase = Date.now();
-    const servers = await startServers(fixtures, workDir, workers);
-    rows.push(...(await httpMeasures(fixtures, servers, plan)));
-    rows.push(...(await tagsListMeasures(fixtures, servers.serve, plan)));
-    await stopAllServers(); // the catalog servers and the tree measures run alone
-    rows.push(...(await catalogMeasures(fixtures, plan, workers)));
+    if (groups.has('http')) {
+      const servers = await startServers(fixtures, workDir, workers);
+      rows.push(...(await httpMeasures(fixtures, servers, plan)));
+      rows.push(...(await tagsListMeasures(fixtures, servers.serve, plan)));
+      await stopAllServers(); // the catalog servers and the tree measures run alone
+    }
+    if (groups.has('catalog')) rows.push(...(await catalogMeasures(fixtures, plan, workers)));
     log(`HTTP measures done in ${fmt(elapsedSeconds(phase))} s`);
 
     phase = Date.now();
-    rows.push(...(await measureStartup(fixtures, { rounds: plan.tree.rounds })));
-    rows.push(...(await measureVisibility(fixtures, { publishes: plan.tree.publishes })));
-    rows.push(...(await measurePublishThroughput(fixtures, { bytes: plan.tree.bytes })));
-    log(`tree measures done in ${fmt(elapsedSeconds(phase))} s`);
+    if (groups.has('tree')) {
+      rows.push(...(await measureStartup(fixtures, { rounds: plan.tree.rounds })));
+      rows.push(...(await measureVisibility(fixtures, { publishes: plan.tree.publishes })));
+      rows.push(...(await measurePublishThroughput(fixtures, { bytes: plan.tree.bytes })));
+      log(`tree measures done in ${fmt(elapsedSeconds(phase))} s`);
+    }
+
+    if (groups.has('s3')) rows.push(...(await s3Measures(fixtures, plan, size, workers)));
   } catch (error) {
     if (state.interrupted) return;
     await cleanup();
@@ -236,6 +260,7 @@ async function main(): Promise<void> {
     machine,
     plan,
     workers: workers ?? 'default',
+    groups: [...groups],
     rows,
   };
   mkdirSync(outDir, { recursive: true });

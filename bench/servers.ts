@@ -137,7 +137,7 @@ async function settle(pid: number, timeoutMs = 5000): Promise<void> {
   }
 }
 
-interface SpawnSpec {
+export interface SpawnSpec {
   name: string;
   command: string;
   args: (port: number) => string[];
@@ -153,7 +153,7 @@ interface SpawnSpec {
  * Spawns a server on a free port and resolves once it answers HTTP. A port taken between freePort() and the
  * server's bind is retried with another.
  */
-async function startProcess(spec: SpawnSpec): Promise<BenchServer> {
+export async function startProcess(spec: SpawnSpec): Promise<BenchServer> {
   const timeoutMs = spec.timeoutMs ?? 30000;
   let lastOutput = '';
   for (let attempt = 1; attempt <= 3; attempt++) {
