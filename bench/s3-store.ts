@@ -22,7 +22,8 @@ import { REPO_ROOT } from './servers.ts';
 import { log } from './summary.ts';
 
 /** The script that starts an RGW into DIR and prints `export S3_…=…` lines, and the one that stops it. */
-const S3_START = { start: '/work/shared/tools/start-s3.sh', stop: '/work/shared/tools/stop-s3.sh' };
+const S3_SCRIPT = path.join(import.meta.dirname, '..', 'scripts', 's3.sh');
+const S3_START = { start: [S3_SCRIPT, 'start'], stop: [S3_SCRIPT, 'stop'] } as const;
 
 export interface S3Endpoint {
   endpoint: string;
@@ -100,7 +101,7 @@ export async function startS3(workDir: string): Promise<S3Endpoint> {
     };
     try {
       const started = Date.now();
-      const stdout = await run(S3_START.start, [dir], env);
+      const stdout = await run(S3_START.start[0], [S3_START.start[1], dir], env);
       log(`S3: started Ceph RGW (memstore) in ${((Date.now() - started) / 1000).toFixed(1)} s under ${dir}`);
       ours.add(dir);
       return endpointOf(parseEnv(stdout), path.join(dir, 's3.env'), dir);
@@ -119,7 +120,7 @@ const ours = new Set<string>();
 export async function stopS3(s3: { dir?: string } | undefined): Promise<void> {
   if (!s3?.dir) return;
   ours.delete(s3.dir);
-  await run(S3_START.stop, [s3.dir], process.env).catch(() => undefined);
+  await run(S3_START.stop[0], [S3_START.stop[1], s3.dir], process.env).catch(() => undefined);
 }
 
 /** Stops every RGW startS3 started and stopS3 has not stopped yet (errors, SIGINT). */
