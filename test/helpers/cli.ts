@@ -146,3 +146,14 @@ export async function snapshotTree(dir: string): Promise<Map<string, string>> {
 export function digestOf(bytes: string | Buffer): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
+
+/** SIGKILLs every child still in `running` and waits until each has exited (a test's after hook). */
+export async function killAll(running: Iterable<ChildProcess>): Promise<void> {
+  await Promise.all(
+    [...running].map((child) => {
+      const closed = collectOutput(child);
+      child.kill('SIGKILL');
+      return closed;
+    }),
+  );
+}

@@ -25,7 +25,14 @@ import {
   repositoryLockKey,
 } from '../../src/store/locks.ts';
 import { Tree } from '../../src/store/tree.ts';
-import { collectOutput, snapshotTree, startDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
+import {
+  collectOutput,
+  snapshotTree,
+  startDerrick,
+  tempDir,
+  type RunResult,
+  killAll,
+} from '../helpers/cli.ts';
 import { LayoutBuilder, MT } from '../helpers/images.ts';
 
 interface Blob {
@@ -141,13 +148,7 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(
-    [...running].map((child) => {
-      const closed = collectOutput(child);
-      child.kill('SIGKILL');
-      return closed;
-    }),
-  );
+  await killAll(running);
   scratch.cleanup();
 });
 

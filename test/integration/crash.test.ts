@@ -24,7 +24,7 @@ import { after, before, describe, test } from 'node:test';
 import { unpublish } from '../../src/publish/unpublish.ts';
 import { verifyTree } from '../../src/publish/verify.ts';
 import { Tree } from '../../src/store/tree.ts';
-import { collectOutput, runDerrick, startDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
+import { collectOutput, runDerrick, startDerrick, tempDir, type RunResult, killAll } from '../helpers/cli.ts';
 import { LayoutBuilder, MT } from '../helpers/images.ts';
 
 const NAME = 'crash/app';
@@ -161,13 +161,7 @@ describe('publish under SIGKILL', { timeout: 300_000 }, () => {
   });
 
   after(async () => {
-    await Promise.all(
-      [...running].map((child) => {
-        const closed = collectOutput(child);
-        child.kill('SIGKILL');
-        return closed;
-      }),
-    );
+    await killAll(running);
     scratch.cleanup();
   });
 

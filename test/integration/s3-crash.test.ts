@@ -31,7 +31,7 @@ import { CONTENT_PREFIX, contentKey } from '../../src/store/keys.ts';
 import { openBackend } from '../../src/store/open-backend.ts';
 import { Tree } from '../../src/store/tree.ts';
 import { freshTree, type TreeSpot } from '../helpers/backends.ts';
-import { collectOutput, runDerrick, startDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
+import { collectOutput, runDerrick, startDerrick, tempDir, type RunResult, killAll } from '../helpers/cli.ts';
 import { LayoutBuilder, MT } from '../helpers/images.ts';
 import { rawClient } from '../helpers/s3.ts';
 import { serveConfig } from '../helpers/server.ts';
@@ -183,13 +183,7 @@ describe('publish into a bucket under SIGKILL', { timeout: 600_000 }, () => {
   });
 
   after(async () => {
-    await Promise.all(
-      [...running].map((child) => {
-        const closed = collectOutput(child);
-        child.kill('SIGKILL');
-        return closed;
-      }),
-    );
+    await killAll(running);
     client.destroy();
     await tree.backend.close();
     for (const cleanup of cleanups) await cleanup();

@@ -25,7 +25,7 @@ import { openBackend } from '../../src/store/open-backend.ts';
 import { emptyRepository } from '../../src/store/record.ts';
 import { Tree } from '../../src/store/tree.ts';
 import { freshTree, type TreeSpot } from '../helpers/backends.ts';
-import { collectOutput, startDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
+import { collectOutput, startDerrick, tempDir, type RunResult, killAll } from '../helpers/cli.ts';
 import { LayoutBuilder, MT } from '../helpers/images.ts';
 import { rawClient } from '../helpers/s3.ts';
 
@@ -76,13 +76,7 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(
-    [...running].map((child) => {
-      const closed = collectOutput(child);
-      child.kill('SIGKILL');
-      return closed;
-    }),
-  );
+  await killAll(running);
   scratch.cleanup();
 });
 
