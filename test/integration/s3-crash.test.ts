@@ -40,7 +40,7 @@ const NAME = 'crash/app';
 const TAG = 'stable';
 const LAYER_BYTES = 12 * 1024 * 1024;
 /** Attempts give up here (each phase below is usually hit within a dozen). */
-const MAX_ATTEMPTS = 30;
+const MAX_ATTEMPTS = 40;
 /** Kills that must land in each phase that writes into the bucket. */
 const REQUIRED_PER_PHASE = 2;
 
@@ -192,12 +192,16 @@ describe('publish into a bucket under SIGKILL', { timeout: 600_000 }, () => {
 
   test('a publisher killed at any point leaves a verify-clean bucket whose record, old or new, is served', async (t) => {
     const rest: Record<Anchor, number[]> = { spawn: [], uploading: [], committed: [] };
+    /** How long the multipart upload lasted (its start seen → the layer at its address): the narrowest phase. */
+    let uploads: number[] = [];
     const learn = (at: Attempt['at']): void => {
       for (const anchor of ANCHORS) {
         const from = at[anchor];
         if (from !== undefined && at.exit !== undefined)
           rest[anchor] = [...rest[anchor], at.exit - from].slice(-5);
       }
+      if (at.uploading !== undefined && at.committed !== undefined)
+        uploads = [...uploads, at.committed - at.uploading].slice(-5);
     };
     for (let i = 0; i < 2; i++) {
       const image = await nextImage();
@@ -224,7 +228,10 @@ describe('publish into a bucket under SIGKILL', { timeout: 600_000 }, () => {
       const from = ANCHORS[attempts % ANCHORS.length]!;
       attempts++;
       const image = await nextImage();
-      const plan = { from, delayMs: Math.random() * 1.2 * median(rest[from]) };
+      // From the upload's start, within the upload itself: a spread over the whole rest of the publish lands there
+      // too rarely on a machine where the upload is quick.
+      const span = from === 'uploading' ? 0.9 * median(uploads) : 1.2 * median(rest[from]);
+      const plan = { from, delayMs: Math.random() * span };
       const { result, at, killedAt } = await publishAttempt(image, plan);
       const context = `after attempt ${attempts} (kill planned ${plan.delayMs.toFixed(0)} ms after ${from}, sent at ${killedAt?.toFixed(0) ?? '-'} ms; exit ${result.signal ?? String(result.code)})`;
       if (result.code === 0) {
