@@ -26,13 +26,11 @@ import {
   type Answer,
   type Headers,
 } from './answers.ts';
+import { catalogAnswer } from './catalog.ts';
 import { craneManifestPath } from './crane.ts';
 import { parsePageSize, type Reference } from './paths.ts';
 import { redirectUrl } from './redirect.ts';
 import { referrersAnswer } from './referrers.ts';
-
-/** How many names of a catalog page are checked for visibility at once (each may read a record). */
-const CATALOG_CHECKS = 32;
 
 /** Where a redirect goes: below a base URL (a CDN, nginx), or to a presigned URL of the tree's bucket. */
 type Target = { base: string } | { presign: true };
@@ -349,36 +347,8 @@ export class Registry {
   ): Promise<Answer> {
     const { defaultPageSize, maxPageSize } = this.config.catalog;
     const n = parsePageSize(query.n, maxPageSize) ?? defaultPageSize;
-    const names: string[] = [];
     const walk = n === 0 ? [] : this.tree.walkNames(query.last === undefined ? {} : { after: query.last });
-    // Whether the client may see a name can take a read of its record (its `protected`): a round trip on an object
-    // store. The names are asked about CATALOG_CHECKS at a time, in order, so a page costs a few round trips.
-    let batch: string[] = [];
-    /** Adds the visible names of the batch; true when the page is full and a visible name is left over. */
-    const settle = async (): Promise<boolean> => {
-      const visible = await Promise.all(batch.map((name) => this.visible(viewer, name)));
-      const checked = batch;
-      batch = [];
-      for (const [i, name] of checked.entries()) {
-        if (!visible[i]) continue;
-        if (names.length === n) return true;
-        names.push(name);
-      }
-      return false;
-    };
-    let more = false;
-    for await (const name of walk) {
-      batch.push(name);
-      if (batch.length < Math.min(CATALOG_CHECKS, n + 1 - names.length)) continue;
-      more = await settle();
-      if (more) break;
-    }
-    if (!more && batch.length > 0) more = await settle();
-    const headers: Headers = { 'cache-control': PRIVATE_REVALIDATE };
-    const last = names[names.length - 1];
-    if (more && last !== undefined)
-      headers.link = `</v2/_catalog?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`;
-    return jsonAnswer({ repositories: names }, headers);
+    return catalogAnswer(walk, n, (name) => this.visible(viewer, name));
   }
 
   /**
