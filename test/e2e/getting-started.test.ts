@@ -35,9 +35,8 @@ import { containersClientConfig } from '../helpers/containers.ts';
 import {
   checkOutput,
   GuideShell,
+  runGuideBlock,
   parseGuide,
-  substitute,
-  waitForListening,
   type GuideBlock,
   type GuideSection,
 } from '../helpers/guide.ts';
@@ -157,19 +156,9 @@ describe('the guide’s conventions', () => {
   });
 });
 
-/** Runs one command block, waits for the server it starts, and checks its output; errors name its line. */
-async function runBlock(session: GuideShell, block: GuideBlock): Promise<void> {
-  const where = `${GUIDE_NAME}:${block.line}`;
-  try {
-    const { output } = await session.run(substitute(block.commands, ADDRESSES), BLOCK_TIMEOUT_MS);
-    if (block.listens !== undefined)
-      await waitForListening(substitute(block.listens, ADDRESSES), () => session.alive(), BLOCK_TIMEOUT_MS);
-    if (block.expected === undefined) return;
-    const mismatch = checkOutput(substitute(block.expected, ADDRESSES), output);
-    if (mismatch !== undefined) throw new Error(`${mismatch}; the commands printed:\n${output}`);
-  } catch (error) {
-    throw new Error(`${where}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-  }
+/** Runs one command block of the guide (test/helpers/guide.ts). */
+function runBlock(session: GuideShell, block: GuideBlock): Promise<void> {
+  return runGuideBlock(session, block, { name: GUIDE_NAME, places: ADDRESSES, timeoutMs: BLOCK_TIMEOUT_MS });
 }
 
 describe('docs/getting-started.md, run from an empty directory', () => {

@@ -19,11 +19,9 @@ import { after, before, describe, test } from 'node:test';
 import { CLI, REPO_ROOT, tempDir, TSX } from '../helpers/cli.ts';
 import { containersClientConfig } from '../helpers/containers.ts';
 import {
-  checkOutput,
   GuideShell,
+  runGuideBlock,
   parseGuide,
-  substitute,
-  waitForListening,
   type GuideBlock,
 } from '../helpers/guide.ts';
 import { freePort } from '../helpers/nginx.ts';
@@ -91,19 +89,9 @@ after(async () => {
   temp.cleanup();
 });
 
-/** Runs one command block, waits for the server it starts, and checks its output; errors name its line. */
-async function runBlock(session: GuideShell, block: GuideBlock): Promise<void> {
-  const where = `${GUIDE_NAME}:${block.line}`;
-  try {
-    const { output } = await session.run(substitute(block.commands, PLACES), BLOCK_TIMEOUT_MS);
-    if (block.listens !== undefined)
-      await waitForListening(substitute(block.listens, PLACES), () => session.alive(), BLOCK_TIMEOUT_MS);
-    if (block.expected === undefined) return;
-    const mismatch = checkOutput(substitute(block.expected, PLACES), output);
-    if (mismatch !== undefined) throw new Error(`${mismatch}; the commands printed:\n${output}`);
-  } catch (error) {
-    throw new Error(`${where}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-  }
+/** Runs one command block of the guide (test/helpers/guide.ts). */
+function runBlock(session: GuideShell, block: GuideBlock): Promise<void> {
+  return runGuideBlock(session, block, { name: GUIDE_NAME, places: PLACES, timeoutMs: BLOCK_TIMEOUT_MS });
 }
 
 describe('docs/storage-quickstart.md, run against a real S3 server', () => {

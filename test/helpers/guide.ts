@@ -240,3 +240,30 @@ export class GuideShell {
     for (let waited = 0; waited < 5_000 && signal(0); waited += 50) await sleep(50);
   }
 }
+
+/**
+ * Runs one command block of `guide` in `session` (its placeholders replaced from `places`), waits for the server
+ * it starts, and checks its output; an error names the guide's line.
+ */
+export async function runGuideBlock(
+  session: GuideShell,
+  block: GuideBlock,
+  guide: { name: string; places: Readonly<Record<string, string>>; timeoutMs: number },
+): Promise<void> {
+  const { places, timeoutMs } = guide;
+  try {
+    const { output } = await session.run(substitute(block.commands, places), timeoutMs);
+    if (block.listens !== undefined)
+      await waitForListening(substitute(block.listens, places), () => session.alive(), timeoutMs);
+    if (block.expected === undefined) return;
+    const mismatch = checkOutput(substitute(block.expected, places), output);
+    if (mismatch !== undefined) throw new Error(`${mismatch}; the commands printed:\n${output}`);
+  } catch (error) {
+    throw new Error(
+      `${guide.name}:${block.line}: ${error instanceof Error ? error.message : String(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
+}
