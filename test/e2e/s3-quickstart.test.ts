@@ -18,12 +18,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CLI, REPO_ROOT, tempDir, TSX } from '../helpers/cli.ts';
 import { containersClientConfig } from '../helpers/containers.ts';
-import {
-  GuideShell,
-  runGuideBlock,
-  parseGuide,
-  type GuideBlock,
-} from '../helpers/guide.ts';
+import { GuideShell, runGuideBlock, parseGuide, type GuideBlock } from '../helpers/guide.ts';
 import { freePort } from '../helpers/nginx.ts';
 import { freshBucket, s3Env } from '../helpers/s3.ts';
 
