@@ -354,7 +354,8 @@ export const KEYS = {
   's3.presignTtlSeconds': {
     type: 'number',
     default: 300,
-    meaning: 'How long a presigned blob URL is valid (a download that starts in time may take longer).',
+    meaning:
+      'How long a presigned blob URL is valid (a download that starts in time may take longer). One URL is handed out for half that time, so a client gets one valid for between half and all of it.',
     expected: 'a whole number of seconds ≥ 1',
     value: 'seconds',
   },

@@ -11,6 +11,7 @@ import type { Config } from '../config/schema.ts';
 import { digestLike } from '../oci/digest.ts';
 import { RegistryError } from '../oci/errors.ts';
 import { isIndexMediaType, type ManifestMediaType } from '../oci/media-types.ts';
+import type { ListedRecord } from '../store/backend.ts';
 import { blobUrlPath, contentKey, manifestUrlPath } from '../store/keys.ts';
 import { RecordCache, type CachedRepository } from '../store/record-cache.ts';
 import type { ManifestEntry } from '../store/record-schema.ts';
@@ -95,16 +96,16 @@ export class Registry {
   }
 
   /** Whether the repository's record is protected (an unreadable one counts as protected); undefined: none. */
-  private async protectedOf(name: string): Promise<boolean | undefined> {
-    const result = await this.records.get(name);
+  private async protectedOf(name: string, listed?: string): Promise<boolean | undefined> {
+    const result = await this.records.get(name, listed);
     if (result.found) return result.cached.repository.protected;
     return 'error' in result ? true : undefined;
   }
 
   /** Whether the catalog may name this repository to this client (an unreadable record counts as protected). */
-  private async visible(viewer: Viewer, name: string): Promise<boolean> {
+  private async visible(viewer: Viewer, { name, version }: ListedRecord): Promise<boolean> {
     if (!viewer.mayList(name, false)) return false;
-    const isProtected = await this.protectedOf(name);
+    const isProtected = await this.protectedOf(name, version);
     return viewer.mayList(name, isProtected ?? true);
   }
 
@@ -347,8 +348,8 @@ export class Registry {
   ): Promise<Answer> {
     const { defaultPageSize, maxPageSize } = this.config.catalog;
     const n = parsePageSize(query.n, maxPageSize) ?? defaultPageSize;
-    const walk = n === 0 ? [] : this.tree.walkNames(query.last === undefined ? {} : { after: query.last });
-    return catalogAnswer(walk, n, (name) => this.visible(viewer, name));
+    const walk = n === 0 ? [] : this.tree.walkListed(query.last === undefined ? {} : { after: query.last });
+    return catalogAnswer(walk, n, (listed) => this.visible(viewer, listed));
   }
 
   /**

@@ -96,6 +96,12 @@ export interface GcWindow {
   release(): Promise<void>;
 }
 
+/** A repository name from a listing of records, with the record's version when the listing says it. */
+export interface ListedRecord {
+  name: string;
+  version?: string;
+}
+
 export interface WaitHooks {
   /** Called once when the operation has to wait (for a gc, another publisher). */
   onWait?: () => void;
@@ -133,9 +139,10 @@ export interface Backend {
   /**
    * Repository names with a record, in byte order of the *names* (not of their keys: `a.json` sorts after
    * `a-b.json`, but `a` before `a-b`), after `after`, below the namespace `under` (itself included). A page costs
-   * what it reads, not the size of the tree.
+   * what it reads, not the size of the tree. Each comes with its record's version where the listing gives it for
+   * free (S3's ETag), so a reader holding that version of the record need not ask again.
    */
-  recordNames(options: { after?: string; under?: string }): AsyncIterable<string>;
+  recordNames(options: { after?: string; under?: string }): AsyncIterable<ListedRecord>;
 
   // Content.
   /**
@@ -154,8 +161,9 @@ export interface Backend {
   /** Whether `presign` gives URLs (a bucket does; a directory has no URL of its own). */
   readonly presigns: boolean;
   /**
-   * A URL that lets anybody GET the object for `ttlSeconds`, answered with `contentType` (a manifest's media
-   * type: clients pick the manifest's schema by it); undefined when the back end has none.
+   * A URL that lets anybody GET the object for at least half of `ttlSeconds` and at most all of it (a URL may be
+   * handed out again while it has half its life left), answered with `contentType` (a manifest's media type:
+   * clients pick the manifest's schema by it); undefined when the back end has none.
    */
   presign(key: string, ttlSeconds: number, contentType: string): Promise<string | undefined>;
   /** The object's file when the tree is on a local file system (sendfile, nginx); undefined otherwise. */

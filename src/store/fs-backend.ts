@@ -14,6 +14,7 @@ import type {
   GcWindow,
   Input,
   ListedObject,
+  ListedRecord,
   ObjectInfo,
   Opened,
   Pending,
@@ -225,8 +226,9 @@ export class FsBackend implements Backend {
     }
   }
 
-  recordNames(options: { after?: string; under?: string }): AsyncIterable<string> {
-    return this.names.walk(options);
+  /** Names only: a directory listing says nothing of a record's version (its stat signature). */
+  async *recordNames(options: { after?: string; under?: string }): AsyncIterable<ListedRecord> {
+    for await (const name of this.names.walk(options)) yield { name };
   }
 
   async stage(key: string, input: Input, digest: string, options: PutOptions): Promise<Pending> {

@@ -70,10 +70,17 @@ export class RecordCache {
    * ends: every answer still comes from a read that began after its request arrived (so a publish completed
    * before a request is seen by it), but a hundred concurrent requests for one tag cost two round trips to an
    * object store, not a hundred.
+   *
+   * `listed`: the record's version as a listing made for this request saw it (a `_catalog` page on S3, whose
+   * ListObjectsV2 gives each key's ETag): a record held at that version is current without asking again.
    */
-  get(name: string): Promise<RecordResult> {
+  get(name: string, listed?: string): Promise<RecordResult> {
     const key = recordKey(name);
     const hit = this.cache?.get(key);
+    if (hit && listed !== undefined && hit.version === listed) {
+      hit.checkedAt = Date.now();
+      return Promise.resolve({ found: true, cached: hit.cached });
+    }
     if (hit && this.ttlMs > 0 && Date.now() - hit.checkedAt < this.ttlMs)
       return Promise.resolve({ found: true, cached: hit.cached });
     const flight = this.flights.get(key);

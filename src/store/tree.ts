@@ -4,7 +4,7 @@
  * concurrent writers of one repository never lose each other's changes.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Backend, WaitHooks } from './backend.ts';
+import type { Backend, ListedRecord, WaitHooks } from './backend.ts';
 import { FsBackend } from './fs-backend.ts';
 import { RECORD_SUFFIX, recordKey } from './keys.ts';
 import { parseRecord, RecordError, serializeRecord, type Repository } from './record.ts';
@@ -107,7 +107,12 @@ export class Tree {
   }
 
   /** Repository names in byte order, after `after`, below the namespace `prefix` (itself included). */
-  walkNames(options: { after?: string; prefix?: string } = {}): AsyncIterable<string> {
+  async *walkNames(options: { after?: string; prefix?: string } = {}): AsyncIterable<string> {
+    for await (const { name } of this.walkListed(options)) yield name;
+  }
+
+  /** As walkNames, each name with its record's version where the back end's listing gives it (ListedRecord). */
+  walkListed(options: { after?: string; prefix?: string } = {}): AsyncIterable<ListedRecord> {
     return this.backend.recordNames({
       ...(options.after === undefined ? {} : { after: options.after }),
       ...(options.prefix === undefined ? {} : { under: options.prefix }),

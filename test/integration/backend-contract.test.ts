@@ -9,7 +9,7 @@ import path from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { describe, test, type TestContext } from 'node:test';
 import { setImmediate } from 'node:timers/promises';
-import type { Backend, Input, PutOptions } from '../../src/store/backend.ts';
+import type { Backend, Input, ListedRecord, PutOptions } from '../../src/store/backend.ts';
 import { DigestMismatchError } from '../../src/store/content.ts';
 import { FsBackend } from '../../src/store/fs-backend.ts';
 import { compareStrings } from '../../src/store/record.ts';
@@ -101,6 +101,11 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const all: T[] = [];
   for await (const item of items) all.push(item);
   return all;
+}
+
+/** The names of a recordNames walk. */
+async function namesOf(items: AsyncIterable<ListedRecord>): Promise<string[]> {
+  return (await collect(items)).map((item) => item.name);
 }
 
 async function readAll(backend: Backend, key: string): Promise<Buffer | undefined> {
@@ -295,20 +300,35 @@ for (const factory of factories) {
         await backend.write('v2/app/not-a-record.txt', Buffer.from('x'));
         await backend.write('v2/app/UPPER.json', Buffer.from('x'));
         const sorted = [...names].sort(compareStrings);
-        assert.deepEqual(await collect(backend.recordNames({})), sorted);
+        assert.deepEqual(await namesOf(backend.recordNames({})), sorted);
         for (const after of ['a', 'a-b', 'a.b', 'a.', 'a-', '0', 'zz', ...sorted])
           assert.deepEqual(
-            await collect(backend.recordNames({ after })),
+            await namesOf(backend.recordNames({ after })),
             sorted.filter((n) => compareStrings(n, after) > 0),
             `after ${after}`,
           );
+      });
+
+      test('recordNames: a version, where the listing gives one, is the version read() answers (on a bucket: always given)', async (t) => {
+        const backend = await factory.open(t);
+        const names = ['a', 'a-b', 'a.b', 'a/b', 'b'];
+        await Promise.all(
+          names.map((name) => backend.write(`v2/app/${name}.json`, Buffer.from(`{"n":"${name}"}`))),
+        );
+        for (const { name, version } of await collect(backend.recordNames({}))) {
+          const read = await backend.read(`v2/app/${name}.json`);
+          assert.ok(read.status === 'found');
+          // A bucket's ListObjectsV2 gives each key's ETag; a directory listing says nothing of a record's stat.
+          if (factory.localFiles) assert.equal(version, undefined);
+          else assert.equal(version, read.version, name);
+        }
       });
 
       test('recordNames under a namespace gives the namespace itself, then the names below it', async (t) => {
         const backend = await factory.open(t);
         const names = ['a', 'a-b', 'a/b', 'a/b-c', 'a/b.c', 'a/b/c', 'a/c', 'a.x', 'ab/c'];
         await Promise.all(names.map((name) => backend.write(`v2/app/${name}.json`, Buffer.from('{}'))));
-        assert.deepEqual(await collect(backend.recordNames({ under: 'a' })), [
+        assert.deepEqual(await namesOf(backend.recordNames({ under: 'a' })), [
           'a',
           'a/b',
           'a/b-c',
@@ -316,21 +336,21 @@ for (const factory of factories) {
           'a/b/c',
           'a/c',
         ]);
-        assert.deepEqual(await collect(backend.recordNames({ under: 'a', after: 'a' })), [
+        assert.deepEqual(await namesOf(backend.recordNames({ under: 'a', after: 'a' })), [
           'a/b',
           'a/b-c',
           'a/b.c',
           'a/b/c',
           'a/c',
         ]);
-        assert.deepEqual(await collect(backend.recordNames({ under: 'a', after: 'a/b-c' })), [
+        assert.deepEqual(await namesOf(backend.recordNames({ under: 'a', after: 'a/b-c' })), [
           'a/b.c',
           'a/b/c',
           'a/c',
         ]);
-        assert.deepEqual(await collect(backend.recordNames({ under: 'a/b' })), ['a/b', 'a/b/c']);
-        assert.deepEqual(await collect(backend.recordNames({ under: 'ab' })), ['ab/c']);
-        assert.deepEqual(await collect(backend.recordNames({ under: 'zz' })), []);
+        assert.deepEqual(await namesOf(backend.recordNames({ under: 'a/b' })), ['a/b', 'a/b/c']);
+        assert.deepEqual(await namesOf(backend.recordNames({ under: 'ab' })), ['ab/c']);
+        assert.deepEqual(await namesOf(backend.recordNames({ under: 'zz' })), []);
       });
     });
 

@@ -226,7 +226,7 @@ describe('S3 back end: faults', () => {
     assert.ok(read.status === 'found');
     assert.equal(read.bytes.toString(), 'not json {');
     const names: string[] = [];
-    for await (const name of backend.recordNames({})) names.push(name);
+    for await (const { name } of backend.recordNames({})) names.push(name);
     assert.deepEqual(names, ['broken']);
   });
 });

@@ -114,6 +114,58 @@ describe('a record read per request by a conditional GET', () => {
   });
 });
 
+/** The requests RGW answered during `step`: listings (`?list-type=2`) and GETs of records, by key. */
+async function catalogCost(
+  spot: TreeSpot,
+  step: () => Promise<unknown>,
+): Promise<{ listings: number; recordGets: string[] }> {
+  const from = proxy.requests.length;
+  await step();
+  const seen = proxy.requests.slice(from);
+  const app = `/${spot.bucket}/tree/v2/app/`;
+  return {
+    listings: seen.filter((request) => request.url.includes('list-type=2')).length,
+    recordGets: seen
+      .filter((request) => request.method === 'GET' && request.url.startsWith(app))
+      .map((request) => request.url.split('?')[0]?.slice(app.length) ?? ''),
+  };
+}
+
+async function catalogNames(server: DerrickServer): Promise<string[]> {
+  const answer = await rawRequest(server.port, 'GET', '/v2/_catalog?n=100');
+  assert.equal(answer.statusCode, 200);
+  return (JSON.parse(answer.body) as { repositories: string[] }).repositories;
+}
+
+describe('a _catalog page on S3', () => {
+  // Amazon S3 API Reference, ListObjectsV2, Contents: "ETag — The entity tag is a hash of the object." The
+  // listing that names a page's records says each one's version, so a record the server holds at that version
+  // is current without asking again; one replaced behind derrick's back has another ETag and is read again.
+  test('a page of records held at their listed ETag costs one listing and no record read; one changed behind derrick’s back is read again, and its new protected flag holds at once', async (t) => {
+    const { spot, server } = await servedTree(t);
+    await publishInto(spot, `oci:${fixtures.dir}:single`, ['b:latest', 'c:latest']);
+    const first = await catalogCost(spot, async () =>
+      assert.deepEqual(await catalogNames(server), ['app', 'b', 'c']),
+    );
+    assert.equal(first.listings, 1);
+    assert.deepEqual(first.recordGets.sort(), ['app.json', 'b.json', 'c.json']);
+    const warm = await catalogCost(spot, async () =>
+      assert.deepEqual(await catalogNames(server), ['app', 'b', 'c']),
+    );
+    assert.deepEqual(warm, { listings: 1, recordGets: [] });
+
+    const tree = await openTree(spot);
+    const lookup = await tree.readRecord('b');
+    await tree.backend.close();
+    assert.ok(lookup.found);
+    await writeRecordFile(spot, 'b', { ...(JSON.parse(lookup.bytes.toString()) as object), protected: true });
+    const changed = await catalogCost(spot, async () =>
+      assert.deepEqual(await catalogNames(server), ['app', 'c']),
+    );
+    assert.deepEqual(changed, { listings: 1, recordGets: ['b.json'] });
+  });
+});
+
 describe('cache.recordTtlSeconds', () => {
   test('> 0 → a record younger than the TTL is used without asking: a publish is not seen yet (the documented trade), and RGW is not asked', async (t) => {
     const { spot, server } = await servedTree(t, ['--cache-record-ttl-seconds', '3600']);

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
-import type { Backend } from '../../src/store/backend.ts';
+import type { Backend, ListedRecord } from '../../src/store/backend.ts';
 import { isValidName } from '../../src/oci/names.ts';
 import { compareStrings } from '../../src/store/record.ts';
 import { openS3Backend } from '../../src/store/s3/s3-backend.ts';
@@ -37,9 +37,9 @@ const scenario = fc.record({
   pageSize: fc.constantFrom(1, 2, 5, 1000),
 });
 
-async function collect(items: AsyncIterable<string>): Promise<string[]> {
+async function collect(items: AsyncIterable<ListedRecord>): Promise<string[]> {
   const all: string[] = [];
-  for await (const item of items) all.push(item);
+  for await (const item of items) all.push(item.name);
   return all;
 }
 

@@ -30,12 +30,15 @@
  * cost: the keys read plus at most one HEAD per distinct prefix that falls beyond a truncated batch (an absent
  * one is remembered).
  */
+import type { ListedRecord } from '../backend.ts';
 import { upperBound, compareStrings } from '../record.ts';
 import { APP_PREFIX, RECORD_SUFFIX, nameOfRecordKey, recordKey } from '../keys.ts';
 
 /** One ListObjectsV2 page of tree keys, in byte order. */
 export interface KeyPage {
   keys: string[];
+  /** The ETag of each key (unquoted), where the listing gave one. */
+  versions?: (string | undefined)[];
   /** More keys follow this page. */
   truncated: boolean;
 }
@@ -43,8 +46,8 @@ export interface KeyPage {
 export interface KeySource {
   /** Keys starting with `prefix`, after `startAfter`, one page (of the store's size). */
   page(prefix: string, startAfter: string | undefined): Promise<KeyPage>;
-  /** Whether an object exists at `key` (a HEAD). */
-  exists(key: string): Promise<boolean>;
+  /** Whether an object exists at `key` (a HEAD): its version (ETag, unquoted), or undefined when absent. */
+  exists(key: string): Promise<{ version?: string } | undefined>;
 }
 
 /** The prefixes p of `name` that sort before it by name but after it by key (see above), shortest first. */
@@ -61,22 +64,27 @@ export function latePrefixes(name: string): string[] {
   return found;
 }
 
-const hasKey = (keys: readonly string[], key: string): boolean => {
+/** The index of `key` in the sorted `keys`, or -1. */
+const indexOf = (keys: readonly string[], key: string): number => {
   const at = upperBound(keys, key, (k) => k) - 1;
-  return at >= 0 && keys[at] === key;
+  return at >= 0 && keys[at] === key ? at : -1;
 };
+
+const listed = (name: string, version: string | undefined): ListedRecord =>
+  version === undefined ? { name } : { name, version };
 
 export async function* recordNames(
   source: KeySource,
   { after, under }: { after?: string | undefined; under?: string | undefined },
-): AsyncGenerator<string> {
+): AsyncGenerator<ListedRecord> {
   const listPrefix = under === undefined ? APP_PREFIX : `${APP_PREFIX}${under}/`;
   const fits = (name: string): boolean =>
     (after === undefined || compareStrings(name, after) > 0) &&
     (under === undefined || name.startsWith(`${under}/`));
   if (under !== undefined && (after === undefined || compareStrings(under, after) > 0)) {
     // The namespace itself comes first: `under` < `under/…`, and K(under) is not in the listing below.
-    if (await source.exists(recordKey(under))) yield under;
+    const found = await source.exists(recordKey(under));
+    if (found) yield listed(under, found.version);
   }
   const yieldedEarly = new Set<string>();
   /** Prefixes a HEAD found absent: each is asked once per walk, not once per name extending it. */
@@ -84,27 +92,28 @@ export async function* recordNames(
   let startAfter = after === undefined ? undefined : APP_PREFIX + after;
   if (startAfter !== undefined && startAfter < listPrefix) startAfter = undefined;
   for (;;) {
-    const { keys, truncated } = await source.page(listPrefix, startAfter);
+    const { keys, versions, truncated } = await source.page(listPrefix, startAfter);
     const last = keys.at(-1);
-    for (const key of keys) {
+    for (const [i, key] of keys.entries()) {
       const name = nameOfRecordKey(key);
       if (name === undefined || !fits(name)) continue;
       if (yieldedEarly.delete(name)) continue;
       for (const prefix of latePrefixes(name)) {
         if (!fits(prefix) || yieldedEarly.has(prefix) || absent.has(prefix)) continue;
         const prefixKey = recordKey(prefix);
-        const exists =
-          last !== undefined && prefixKey <= last
-            ? hasKey(keys, prefixKey)
-            : truncated && (await source.exists(prefixKey));
-        if (!exists) {
+        let found: { version?: string | undefined } | undefined;
+        if (last !== undefined && prefixKey <= last) {
+          const at = indexOf(keys, prefixKey);
+          found = at < 0 ? undefined : { version: versions?.[at] };
+        } else found = truncated ? await source.exists(prefixKey) : undefined;
+        if (!found) {
           absent.add(prefix);
           continue;
         }
         yieldedEarly.add(prefix);
-        yield prefix;
+        yield listed(prefix, found.version);
       }
-      yield name;
+      yield listed(name, versions?.[i]);
     }
     if (!truncated || last === undefined) return;
     startAfter = last;

@@ -26,6 +26,7 @@ import type {
   GcWindow,
   Input,
   ListedObject,
+  ListedRecord,
   ObjectInfo,
   Opened,
   Pending,
@@ -40,6 +41,7 @@ import { copyObject } from './copy.ts';
 import { beginGc, sweepUploads, needsRefresh } from './gc.ts';
 import { stageVerified } from './put-verified.ts';
 import { recordNames, type KeyPage } from './record-names.ts';
+import { LeanReader, UrlCache } from './lean-read.ts';
 import { endpointOf, makeClients, type S3Options } from './s3-client.ts';
 import { fromStore, isConflict, isNotFound, isNotModified, storageError } from './s3-errors.ts';
 import { verifyingStream } from './verified-stream.ts';
@@ -71,6 +73,9 @@ export class S3Backend implements Backend {
   private readonly endpoint: string;
   private readonly pageSize: number;
   private scratch: string | undefined;
+  private readonly lean: LeanReader;
+  /** Presigned URLs handed to clients, re-used for half their life. */
+  private readonly redirects = new UrlCache();
 
   constructor(
     private readonly client: S3Client,
@@ -83,6 +88,11 @@ export class S3Backend implements Backend {
     this.location = prefix === '' ? `s3://${bucket}` : `s3://${bucket}/${prefix}`;
     this.endpoint = endpointOf(options) ?? 'AWS S3';
     this.pageSize = options.listPageSize ?? 1000;
+    this.lean = new LeanReader((fullKey, ttlSeconds) =>
+      getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: fullKey }), {
+        expiresIn: ttlSeconds,
+      }),
+    );
   }
 
   describe(key: string): string {
@@ -108,6 +118,9 @@ export class S3Backend implements Backend {
   }
 
   async read(key: string, ifNoneMatch?: string): Promise<ReadResult> {
+    // A presigned URL on a kept-alive connection when the answer is plain (lean-read.ts); else the SDK.
+    const lean = await this.lean.read(this.full(key), ifNoneMatch);
+    if (lean !== undefined) return lean;
     try {
       const answer = await this.client.send(
         new GetObjectCommand({
@@ -238,17 +251,25 @@ export class S3Backend implements Backend {
     }
   }
 
-  recordNames(options: { after?: string; under?: string }): AsyncIterable<string> {
+  recordNames(options: { after?: string; under?: string }): AsyncIterable<ListedRecord> {
     return recordNames(
       {
         page: async (prefix, startAfter): Promise<KeyPage> => {
-          const { keys, truncated } = await this.page(
+          const { objects, truncated } = await this.page(
             this.full(prefix),
             startAfter === undefined ? undefined : this.full(startAfter),
           );
-          return { keys: keys.map((key) => this.relative(key)), truncated };
+          const named = objects.filter((object) => object.Key !== undefined);
+          return {
+            keys: named.map((object) => this.relative(object.Key ?? '')),
+            versions: named.map((object) => (object.ETag === undefined ? undefined : unquote(object.ETag))),
+            truncated,
+          };
         },
-        exists: async (key) => (await this.stat(key)) !== undefined,
+        exists: async (key) => {
+          const info = await this.stat(key);
+          return info === undefined ? undefined : { version: info.version };
+        },
       },
       options,
     );
@@ -321,14 +342,16 @@ export class S3Backend implements Backend {
 
   readonly presigns = true;
 
-  async presign(key: string, ttlSeconds: number, contentType: string): Promise<string> {
-    // response-content-type: S3 answers the GET with it (objects are stored without a type of their own).
-    const command = new GetObjectCommand({
-      Bucket: this.bucket,
-      Key: this.full(key),
-      ResponseContentType: contentType,
-    });
-    return getSignedUrl(this.signer, command, { expiresIn: ttlSeconds });
+  /** A presigned GET URL, valid for between half and all of `ttlSeconds` (UrlCache). */
+  presign(key: string, ttlSeconds: number, contentType: string): Promise<string> {
+    return this.redirects.get(`${contentType} ${key}`, ttlSeconds, () =>
+      // response-content-type: S3 answers the GET with it (objects are stored without a type of their own).
+      getSignedUrl(
+        this.signer,
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.full(key), ResponseContentType: contentType }),
+        { expiresIn: ttlSeconds },
+      ),
+    );
   }
 
   localPath(): undefined {
@@ -389,6 +412,8 @@ export class S3Backend implements Backend {
   close(): Promise<void> {
     if (this.scratch !== undefined) rmSync(this.scratch, { recursive: true, force: true });
     this.scratch = undefined;
+    this.lean.close();
+    this.redirects.clear();
     this.client.destroy();
     if (this.signer !== this.client) this.signer.destroy();
     return Promise.resolve();

@@ -96,3 +96,21 @@ test('a read that fails fails its own requests only; the requests that waited ge
   assert.deepEqual(await second, { found: false });
   assert.equal(calls, 2);
 });
+
+test('a record held at the version a listing gives is used without a read; another listed version is read', async () => {
+  const store = slowBackend();
+  const cache = new RecordCache(store.backend, 10);
+  const first = cache.get('app');
+  await store.release();
+  assert.ok((await first).found);
+  assert.equal(store.reads(), 1);
+  const held = await cache.get('app', '1');
+  assert.ok(held.found);
+  assert.equal(store.reads(), 1, 'listed at the version held: no read');
+  store.publish('v2');
+  const changed = cache.get('app', '2');
+  await store.release();
+  const result = await changed;
+  assert.ok(result.found && result.cached.tagList.includes('v2'));
+  assert.equal(store.reads(), 2, 'listed at another version: read');
+});

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import type { ListedRecord } from '../../../src/store/backend.ts';
 import { compareStrings } from '../../../src/store/record.ts';
 import { latePrefixes, recordNames, type KeySource } from '../../../src/store/s3/record-names.ts';
 
@@ -23,16 +24,16 @@ function keySource(names: string[], pageSize: number): KeySource & { pages: numb
     },
     exists: (key: string) => {
       source.heads++;
-      return Promise.resolve(keys.includes(key));
+      return Promise.resolve(keys.includes(key) ? {} : undefined);
     },
   };
   return source;
 }
 
-async function take(items: AsyncIterable<string>, count: number): Promise<string[]> {
+async function take(items: AsyncIterable<ListedRecord>, count: number): Promise<string[]> {
   const taken: string[] = [];
   for await (const item of items) {
-    taken.push(item);
+    taken.push(item.name);
     if (taken.length === count) break;
   }
   return taken;
