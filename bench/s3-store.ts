@@ -162,6 +162,8 @@ export function childEnv(s3: S3Endpoint): NodeJS.ProcessEnv {
 }
 
 export function s3Client(s3: S3Endpoint): S3Client {
+  // As derrick does (src/store/s3/s3-client.ts): the SDK's Node 20 notice is not for whoever reads this output.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   return new S3Client({
     endpoint: s3.endpoint,
     region: s3.region,

@@ -14,7 +14,6 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
-  ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -42,6 +41,7 @@ import { beginGc, sweepUploads, needsRefresh } from './gc.ts';
 import { stageVerified } from './put-verified.ts';
 import { recordNames, type KeyPage } from './record-names.ts';
 import { LeanReader, UrlCache } from './lean-read.ts';
+import { listPage } from './list-page.ts';
 import { endpointOf, makeClients, type S3Options } from './s3-client.ts';
 import { fromStore, isConflict, isNotFound, isNotModified, storageError } from './s3-errors.ts';
 import { verifyingStream } from './verified-stream.ts';
@@ -208,26 +208,18 @@ export class S3Backend implements Backend {
   }
 
   async hasChildren(key: string): Promise<boolean> {
-    return (await this.page(`${this.full(key)}/`, undefined, 1)).keys.length > 0;
+    return (await this.page(`${this.full(key)}/`, undefined, 1)).objects.length > 0;
   }
 
   /** One ListObjectsV2 page of full keys below `fullPrefix`, after `startAfter` (a full key). */
   private async page(fullPrefix: string, startAfter: string | undefined, maxKeys = this.pageSize) {
     try {
-      const answer = await this.client.send(
-        new ListObjectsV2Command({
-          Bucket: this.bucket,
-          Prefix: fullPrefix,
-          MaxKeys: maxKeys,
-          ...(startAfter === undefined ? {} : { StartAfter: startAfter }),
-        }),
-      );
-      const objects = answer.Contents ?? [];
-      return {
-        objects,
-        keys: objects.flatMap((object) => (object.Key === undefined ? [] : [object.Key])),
-        truncated: answer.IsTruncated === true,
-      };
+      return await listPage(this.client, this.lean, {
+        Bucket: this.bucket,
+        Prefix: fullPrefix,
+        MaxKeys: maxKeys,
+        ...(startAfter === undefined ? {} : { StartAfter: startAfter }),
+      });
     } catch (error) {
       throw this.fail(error);
     }
@@ -238,11 +230,10 @@ export class S3Backend implements Backend {
     for (;;) {
       const { objects, truncated } = await this.page(this.full(prefix), after);
       for (const object of objects) {
-        if (object.Key === undefined) continue;
         yield {
           key: this.relative(object.Key),
-          size: object.Size ?? 0,
-          modified: object.LastModified ?? new Date(0),
+          size: object.Size,
+          modified: object.LastModified,
           version: unquote(object.ETag),
         };
         after = object.Key;
@@ -259,10 +250,9 @@ export class S3Backend implements Backend {
             this.full(prefix),
             startAfter === undefined ? undefined : this.full(startAfter),
           );
-          const named = objects.filter((object) => object.Key !== undefined);
           return {
-            keys: named.map((object) => this.relative(object.Key ?? '')),
-            versions: named.map((object) => (object.ETag === undefined ? undefined : unquote(object.ETag))),
+            keys: objects.map((object) => this.relative(object.Key)),
+            versions: objects.map((object) => unquote(object.ETag)),
             truncated,
           };
         },
@@ -398,7 +388,7 @@ export class S3Backend implements Backend {
       );
     const others = await this.page(this.prefix === '' ? '' : `${this.prefix}/`, undefined, 1);
     // What appeared between the two listings may be another publisher's first object under v2/: look again.
-    if (others.keys.length > 0 && !(await this.hasChildren('v2')))
+    if (others.objects.length > 0 && !(await this.hasChildren('v2')))
       throw new DataDirError(
         `${this.location} holds objects and no published tree (nothing under v2/): publish into a new or empty prefix, or pass --data-dir the location of a published tree`,
       );
