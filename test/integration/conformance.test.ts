@@ -3,7 +3,8 @@
  * categories (spec v1.1.1, https://github.com/opencontainers/distribution-spec/blob/v1.1.1/spec.md, and where
  * the spec's main branch has since tightened a SHOULD into a MUST, that sentence too). Each test quotes the
  * sentence it checks, and for the checks of the spec's conformance suite (conformance/01_pull_test.go and
- * 03_discovery_test.go at v1.1.1) the name of the suite's check.
+ * 03_discovery_test.go at v1.1.1) the name of the suite's check. Every check runs on both back ends: a tree in a
+ * directory and one in a bucket of the test S3 server.
  *
  * Out of scope, because derrick has no write API (images are published with `derrick publish`):
  * - Push (blob uploads, mounts, manifest PUT, `OCI-Subject`): a registry "SHOULD also support" it and claims
