@@ -225,6 +225,12 @@ function servePrimary(config: Config, workers: number, location: string): void {
   let announced = false;
   const fork = (): void => {
     const worker = cluster.fork();
+    // The primary answers a worker's listen even after telling it to stop (another worker could not listen): a
+    // worker gone by then makes that send fail with EPIPE, which unhandled would crash the primary. The worker's
+    // 'exit' below is what counts.
+    worker.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE' && error.code !== 'ERR_IPC_CHANNEL_CLOSED') throw error;
+    });
     worker.on('message', (message: unknown) => {
       if (isListenFailed(message)) {
         if (stopping) return;

@@ -9,10 +9,9 @@ import assert from 'node:assert/strict';
 import { statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { Tree } from '../../src/store/tree.ts';
 import { imageWithReferrerLayout, type Descriptor } from './images.ts';
 import { htpasswdLine } from './pki.ts';
-import { header, publishInto, type Answered } from './server.ts';
+import { header, locationOf, openTree, publishInto, type Answered, type Where } from './server.ts';
 
 export const SERVICE = 'registry.test';
 export const PASSWORDS = { alice: 'alice-secret', bob: 'bob-secret', carol: 'carol-secret' } as const;
@@ -50,14 +49,19 @@ export interface AuthTree {
   layer: string;
 }
 
-/** Publishes the tree under `dir` and writes the htpasswd file. */
-export async function authTree(dir: string): Promise<AuthTree> {
-  const dataDir = path.join(dir, 'data');
+/**
+ * Publishes the tree (at `where`: by default `<dir>/data`, or a tree on either back end) and writes the layout and
+ * the htpasswd file under `dir`.
+ */
+export async function authTree(dir: string, where: Where = path.join(dir, 'data')): Promise<AuthTree> {
+  const dataDir = locationOf(where);
   const { image, artifact } = await imageWithReferrerLayout(path.join(dir, 'layout'), 'latest');
   const source = `oci:${path.join(dir, 'layout')}:latest`;
   await publishInto(dataDir, source, ['public/app:1', 'team/app:1', 'norule/app:1']);
   await publishInto(dataDir, source, ['open/app:1', 'secret/app:1'], { protected: true });
-  const lookup = await new Tree(dataDir).readRecord('secret/app');
+  const tree = await openTree(dataDir);
+  const lookup = await tree.readRecord('secret/app');
+  await tree.backend.close();
   assert.ok(lookup.found);
   assert.equal(lookup.repository.protected, true);
   const layer = [...lookup.repository.blobs.keys()].find(

@@ -18,7 +18,7 @@ import { splitNameAndTag } from '../../src/oci/names.ts';
 import { openSource } from '../../src/publish/open-source.ts';
 import { silentProgress } from '../../src/publish/progress.ts';
 import { publish, type Destination, type PublishResult } from '../../src/publish/publisher.ts';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { isS3Location, openBackend } from '../../src/store/open-backend.ts';
 import { parseS3Url } from '../../src/store/s3/s3-backend.ts';
 import { Tree } from '../../src/store/tree.ts';
@@ -140,22 +140,61 @@ export async function derrickOk(dataDir: string, args: string[]): Promise<string
  */
 export async function writeRecordFile(where: Where, name: string, content: unknown): Promise<string> {
   const text = typeof content === 'string' ? content : JSON.stringify(content, null, 1);
+  return writeTreeObject(where, `v2/app/${name}.json`, text);
+}
+
+/**
+ * Writes `bytes` at `key` (a tree key such as v2/content/sha256/<hex>) behind derrick's back: a file below the
+ * directory, or a raw PutObject under the bucket's prefix. Returns the file, or the object's key in its bucket.
+ */
+export async function writeTreeObject(
+  where: Where,
+  key: string,
+  bytes: string | Uint8Array,
+): Promise<string> {
   const location = locationOf(where);
   if (isS3Location(location)) {
-    const { bucket, prefix } = parseS3Url(new URL(location));
-    const key = `${prefix === '' ? '' : `${prefix}/`}v2/app/${name}.json`;
+    const objectKey = bucketKey(location, key);
     const client = await rawClient();
     try {
-      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: text }));
+      await client.send(
+        new PutObjectCommand({ Bucket: parseS3Url(new URL(location)).bucket, Key: objectKey, Body: bytes }),
+      );
     } finally {
       client.destroy();
     }
-    return key;
+    return objectKey;
   }
-  const file = path.join(location, 'v2', 'app', ...name.split('/')) + '.json';
+  const file = path.join(location, ...key.split('/'));
   await fs.mkdir(path.dirname(file), { recursive: true });
-  await fs.writeFile(file, text);
+  await fs.writeFile(file, bytes);
   return file;
+}
+
+/** Removes what writeTreeObject wrote at `key`, behind derrick's back. */
+export async function removeTreeObject(where: Where, key: string): Promise<void> {
+  const location = locationOf(where);
+  if (isS3Location(location)) {
+    const client = await rawClient();
+    try {
+      await client.send(
+        new DeleteObjectCommand({
+          Bucket: parseS3Url(new URL(location)).bucket,
+          Key: bucketKey(location, key),
+        }),
+      );
+    } finally {
+      client.destroy();
+    }
+    return;
+  }
+  await fs.rm(path.join(location, ...key.split('/')));
+}
+
+/** The object key in its bucket of the tree key `key` of the tree at the s3:// `location`. */
+function bucketKey(location: string, key: string): string {
+  const { prefix } = parseS3Url(new URL(location));
+  return `${prefix === '' ? '' : `${prefix}/`}${key}`;
 }
 
 export function sha256Of(bytes: Uint8Array | string): string {

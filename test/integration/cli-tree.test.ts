@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { BACKENDS, freshTree } from '../helpers/backends.ts';
 import { REPO_ROOT, runDerrickWithoutServing, tempDir, type RunResult } from '../helpers/cli.ts';
+import { openTree } from '../helpers/server.ts';
 
 const temp = tempDir('derrick-cli-tree-');
 after(() => temp.cleanup());
@@ -79,6 +81,7 @@ const READERS: [string, string[]][] = [
 
 const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
+// File system only, the shapes a directory can have; an S3 prefix's are in s3-cli-errors.test.ts.
 describe('a --data-dir that holds no published tree', { concurrency: 4 }, () => {
   for (const [what, args] of READERS) {
     test(`derrick ${what} on a directory without v2/ → exit 1, "no published tree at <dir> (no v2/ inside)", creates nothing`, async () => {
@@ -138,14 +141,36 @@ describe('a --data-dir that holds no published tree', { concurrency: 4 }, () => 
   });
 });
 
-describe('publish and migrate start a tree only where nothing else is', { concurrency: 4 }, () => {
-  test('publish into a directory that does not exist creates the tree', async () => {
-    const dataDir = fresh('new');
-    const result = await derrick(['publish', '-q', demo, 'demo/hello', '--data-dir', dataDir]);
-    assert.equal(result.code, 0, result.stderr);
-    assert.ok((await fs.stat(path.join(dataDir, 'v2', 'app', 'demo', 'hello.json'))).isFile());
+/** Whether `location` holds a published record of `name` (read through the tree, on either back end). */
+async function published(location: string, name: string): Promise<boolean> {
+  const tree = await openTree(location);
+  try {
+    return (await tree.readRecord(name)).found;
+  } finally {
+    await tree.backend.close();
+  }
+}
+
+for (const backend of BACKENDS)
+  describe(backend, { concurrency: 2 }, () => {
+    // A directory that does not exist, or a prefix of a new bucket with nothing under it.
+    test('publish where nothing is yet creates the tree', async (t) => {
+      const { location } = await freshTree(backend, t);
+      const result = await derrick(['publish', '-q', demo, 'demo/hello', '--data-dir', location]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await published(location, 'demo/hello'), true);
+    });
+
+    test('migrate where nothing is yet creates the tree', async (t) => {
+      const { location } = await freshTree(backend, t);
+      const result = await derrick(['migrate', pulpDir, '--data-dir', location]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await published(location, 'team/one'), true);
+    });
   });
 
+// File system only: what an existing directory holds decides (an S3 prefix's refusal is in s3-cli-errors.test.ts).
+describe('publish and migrate start a tree only where nothing else is', { concurrency: 4 }, () => {
   test('publish into an empty directory creates the tree', async () => {
     const dataDir = fresh('empty');
     await fs.mkdir(dataDir);
@@ -173,15 +198,9 @@ describe('publish and migrate start a tree only where nothing else is', { concur
       assert.deepEqual(await everything(dataDir), ['thesis.tex']);
     });
   }
-
-  test('migrate into a directory that does not exist creates the tree', async () => {
-    const dataDir = fresh('new');
-    const result = await derrick(['migrate', pulpDir, '--data-dir', dataDir]);
-    assert.equal(result.code, 0, result.stderr);
-    assert.ok((await fs.stat(path.join(dataDir, 'v2', 'app', 'team', 'one.json'))).isFile());
-  });
 });
 
+// File system only: a --data-dir that is a file (an s3:// location names no file).
 describe('a --data-dir that is a file', { concurrency: 4 }, () => {
   const commands: [string, string[]][] = [
     ...READERS,

@@ -1,84 +1,66 @@
 /**
- * What publish prints: a progress bar on a terminal, plain lines on a pipe, JSON alone with --json.
+ * What publish prints: a progress bar on a terminal, plain lines on a pipe, JSON alone with --json; the same
+ * publishing into a tree on either back end.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
-import { CLI, REPO_ROOT, run, runDerrick, tempDir } from '../helpers/cli.ts';
+import { describe, test } from 'node:test';
+import { BACKENDS, freshTree } from '../helpers/backends.ts';
+import { CLI, REPO_ROOT, run, runDerrick } from '../helpers/cli.ts';
 
-const temp = tempDir();
-after(() => temp.cleanup());
 const demo = `oci:${path.join(REPO_ROOT, 'demo', 'hello')}:latest`;
 
-describe('publish output', { concurrency: 4 }, () => {
-  test('on a terminal: a progress bar with bytes, rate and ETA', async () => {
-    // script(1) gives the CLI a pseudo-terminal, as a person at a shell would.
-    const command = `${process.execPath} --import tsx ${CLI} publish ${demo} tty/demo --data-dir ${path.join(temp.dir, 'tty')}`;
-    const { stdout } = await run('script', ['-qec', command, '/dev/null']);
-    assert.match(stdout, /copying \[.*\] 100% \| 1\.1 KiB\/1\.1 KiB \| [\d.]+ [KMG]?i?B\/s \| ETA \d+s/);
-    assert.match(stdout, /published tty\/demo:latest sha256:/);
+for (const backend of BACKENDS)
+  describe(backend, { concurrency: 4 }, () => {
+    test('on a terminal: a progress bar with bytes, rate and ETA', async (t) => {
+      const { location } = await freshTree(backend, t);
+      // script(1) gives the CLI a pseudo-terminal, as a person at a shell would.
+      const command = `${process.execPath} --import tsx ${CLI} publish ${demo} tty/demo --data-dir ${location}`;
+      const { stdout } = await run('script', ['-qec', command, '/dev/null']);
+      assert.match(stdout, /copying \[.*\] 100% \| 1\.1 KiB\/1\.1 KiB \| [\d.]+ [KMG]?i?B\/s \| ETA \d+s/);
+      assert.match(stdout, /published tty\/demo:latest sha256:/);
+    });
+
+    test('on a pipe: the result on stdout, no progress on stderr, no terminal control codes', async (t) => {
+      const { location } = await freshTree(backend, t);
+      const result = await runDerrick(['publish', demo, 'pipe/demo', '--data-dir', location]);
+      assert.equal(result.code, 0);
+      assert.equal(result.stderr, '');
+      assert.match(result.stdout, /^published pipe\/demo:latest sha256:/);
+      assert.ok(!result.stdout.includes('\u001b['), 'no terminal escape codes');
+    });
+
+    test('on a pipe with --verbose: progress as plain lines on stderr, no terminal control codes', async (t) => {
+      const { location } = await freshTree(backend, t);
+      const result = await runDerrick(['publish', demo, 'verbose/demo', '--verbose', '--data-dir', location]);
+      assert.equal(result.code, 0);
+      assert.equal(result.stderr, 'copying 1.1 KiB\n');
+      assert.ok(!(result.stdout + result.stderr).includes('\u001b['), 'no terminal escape codes');
+    });
+
+    test('with --json: only the JSON result on stdout', async (t) => {
+      const { location } = await freshTree(backend, t);
+      const result = await runDerrick(['publish', demo, 'json/demo', '--json', '--data-dir', location]);
+      assert.equal(result.stderr, '');
+      const parsed = JSON.parse(result.stdout) as { repositories: { name: string }[]; manifests: number };
+      assert.equal(parsed.repositories[0]?.name, 'json/demo');
+      assert.equal(parsed.manifests, 3);
+    });
+
+    test('with --quiet: nothing at all', async (t) => {
+      const { location } = await freshTree(backend, t);
+      const result = await runDerrick(['publish', demo, 'quiet/demo', '-q', '--data-dir', location]);
+      assert.equal(result.code, 0);
+      assert.equal(result.stdout + result.stderr, '');
+    });
   });
 
-  test('on a pipe: the result on stdout, no progress on stderr, no terminal control codes', async () => {
-    const result = await runDerrick([
-      'publish',
-      demo,
-      'pipe/demo',
-      '--data-dir',
-      path.join(temp.dir, 'pipe'),
-    ]);
-    assert.equal(result.code, 0);
-    assert.equal(result.stderr, '');
-    assert.match(result.stdout, /^published pipe\/demo:latest sha256:/);
-    assert.ok(!result.stdout.includes('\u001b['), 'no terminal escape codes');
-  });
-
-  test('on a pipe with --verbose: progress as plain lines on stderr, no terminal control codes', async () => {
-    const result = await runDerrick([
-      'publish',
-      demo,
-      'verbose/demo',
-      '--verbose',
-      '--data-dir',
-      path.join(temp.dir, 'verbose'),
-    ]);
-    assert.equal(result.code, 0);
-    assert.equal(result.stderr, 'copying 1.1 KiB\n');
-    assert.ok(!(result.stdout + result.stderr).includes('\u001b['), 'no terminal escape codes');
-  });
-
+// No tree: usage errors are said before any tree is opened.
+describe('publish usage errors', { concurrency: 2 }, () => {
   test('--verbose with --quiet is a usage error', async () => {
     const result = await runDerrick(['publish', demo, 'both/demo', '-v', '-q']);
     assert.equal(result.code, 2);
     assert.match(result.stderr, /--quiet.*--verbose|--verbose.*--quiet/);
-  });
-
-  test('with --json: only the JSON result on stdout', async () => {
-    const result = await runDerrick([
-      'publish',
-      demo,
-      'json/demo',
-      '--json',
-      '--data-dir',
-      path.join(temp.dir, 'json'),
-    ]);
-    assert.equal(result.stderr, '');
-    const parsed = JSON.parse(result.stdout) as { repositories: { name: string }[]; manifests: number };
-    assert.equal(parsed.repositories[0]?.name, 'json/demo');
-    assert.equal(parsed.manifests, 3);
-  });
-
-  test('with --quiet: nothing at all', async () => {
-    const result = await runDerrick([
-      'publish',
-      demo,
-      'quiet/demo',
-      '-q',
-      '--data-dir',
-      path.join(temp.dir, 'quiet'),
-    ]);
-    assert.equal(result.code, 0);
-    assert.equal(result.stdout + result.stderr, '');
   });
 
   test('an unknown option is a usage error with exit status 2', async () => {

@@ -59,6 +59,7 @@ const cases: [string, string[], string][] = [
   ],
 ];
 
+// No back end: each mistake is refused before any tree is opened (DERRICK_DATA_DIR names none), so these run once.
 describe('a mistake on the command line', { concurrency: 4 }, () => {
   for (const [what, args, line] of cases) {
     test(`${what} is one line with exit status 2: derrick ${args.join(' ')}`, async () => {
