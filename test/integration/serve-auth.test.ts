@@ -112,7 +112,7 @@ for (const backend of BACKENDS)
       return app;
     }
 
-    /** Basic login only, redirect mode without redirect.token (content not everybody may pull is served). */
+    /** Basic login only, redirect mode without redirect.token (what not everybody may pull: served or presigned). */
     let basicApp!: FastifyInstance;
     /** Basic login and derrick's own tokens, redirect mode with signed URLs. */
     let bearerApp!: FastifyInstance;
@@ -157,7 +157,7 @@ for (const backend of BACKENDS)
       return checked;
     }
 
-    /** An allowed answer: the content, served (200) or redirected (302 to the CDN), never an error. */
+    /** An allowed answer: the content, served (200) or redirected (302 to the CDN or presigned), never an error. */
     async function assertPulled(
       answer: LightMyRequestResponse,
       method: string,
