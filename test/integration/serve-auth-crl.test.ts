@@ -3,7 +3,8 @@
  * throw-away PKI whose CA revokes certificates with the real openssl. A revoked certificate is refused like one
  * that does not verify; a CRL file rewritten with a new revocation applies to the next connection, no restart;
  * CRL files that would lock every client out (another CA's, an expired one, none) are refused at start and on
- * reload, naming tls.clientCrl; a CRL that expires while serving is reported in the log.
+ * reload, naming tls.clientCrl; a CRL that expires while serving is reported in the log. One suite, two back ends (a
+ * directory, a bucket of the test S3 server), the tree published once for each; the PKI is the same for both.
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, writeFileSync } from 'node:fs';
@@ -13,35 +14,39 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { reloadApp } from '../../src/http/app.ts';
 import { TlsReloader, type SecureServer } from '../../src/http/tls.ts';
-import { authTree, GROUPS, RULES, type AuthTree } from '../helpers/auth.ts';
+import { GROUPS, RULES } from '../helpers/auth.ts';
+import { authTreeOn, type AuthTreeOn } from '../helpers/auth-backends.ts';
+import { BACKENDS } from '../helpers/backends.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { makePki, type KeyPair, type Pki } from '../helpers/pki.ts';
-import { assertOciError, listenLocal, serveApp, serveConfig, type Flags } from '../helpers/server.ts';
+import {
+  assertOciError,
+  listenLocal,
+  serveApp,
+  serveConfig,
+  serveTree,
+  type Flags,
+} from '../helpers/server.ts';
 import { httpsGet } from '../helpers/tls.ts';
 
 const scratch = tempDir('derrick-serve-auth-crl-');
+/** The --data-dir of the apps whose start is refused: no tree is needed there, and none is ever read. */
+const NEVER_OPENED = path.join(scratch.dir, 'never-opened');
 const TEAM = '/v2/team/app/tags/list';
 
-let tree!: AuthTree;
 let pki!: Pki;
 /** In group dev (team/* may be pulled): ci stays valid, former is revoked before the start. */
 let ci!: KeyPair;
 let former!: KeyPair;
-const apps: FastifyInstance[] = [];
 let counter = 0;
 
-before(async () => {
-  tree = await authTree(scratch.dir);
+before(() => {
   pki = makePki(path.join(scratch.dir, 'pki'));
   ci = pki.client('ci.example.com');
   former = pki.client('ci.example.com');
   pki.revoke(former);
 });
-
-after(async () => {
-  await Promise.all(apps.map((app) => app.close()));
-  scratch.cleanup();
-});
+after(() => scratch.cleanup());
 
 /** A CRL file of the test CA as it stands now, at a path of its own (so a test can rewrite it). */
 function currentCrl(): string {
@@ -61,20 +66,6 @@ function crlFlags(crl: string, extra: Flags = {}): Flags {
   };
 }
 
-async function started(flags: Flags): Promise<{ app: FastifyInstance; port: number }> {
-  const app = serveApp(tree.dataDir, flags);
-  apps.push(app);
-  return { app, port: await listenLocal(app) };
-}
-
-/** A server whose CRL file is a copy of the current CRL, at `name`, for the test to rewrite. */
-async function startedOnCopy(name: string): Promise<{ served: string; port: number }> {
-  const served = path.join(scratch.dir, name);
-  copyFileSync(currentCrl(), served);
-  const { port } = await started(crlFlags(served));
-  return { served, port };
-}
-
 const get = (port: number, client?: KeyPair) => httpsGet(pki.ca, port, TEAM, client ? { client } : {});
 
 async function assertRevoked(port: number, client: KeyPair): Promise<void> {
@@ -82,46 +73,7 @@ async function assertRevoked(port: number, client: KeyPair): Promise<void> {
   assert.match(error.message, /^the client certificate was not accepted \(.*revoked.*\)$/i);
 }
 
-describe('a revoked client certificate', () => {
-  test('is refused with 401 like one that does not verify; the others are served', async () => {
-    const { port } = await started(crlFlags(currentCrl()));
-    await assertRevoked(port, former);
-    assert.equal((await get(port, ci)).statusCode, 200);
-  });
-
-  test('a CRL rewritten with a new revocation applies to the next connection (> 1 s later), no restart', async () => {
-    const { served, port } = await startedOnCopy('served-crl.pem');
-    const victim = pki.client('ci.example.com');
-    assert.equal((await get(port, victim)).statusCode, 200);
-    pki.revoke(victim);
-    copyFileSync(currentCrl(), served);
-    await sleep(1100);
-    await assertRevoked(port, victim);
-    assert.equal((await get(port, ci)).statusCode, 200);
-  });
-
-  test('a CRL added by a reload applies to the next connection (and one taken away, too): no restart', async () => {
-    const withoutCrl = crlFlags('');
-    delete withoutCrl['tls.clientCrl'];
-    const { app, port } = await started(withoutCrl);
-    assert.equal(
-      (await get(port, former)).statusCode,
-      200,
-      'no CRL yet: the revoked certificate still verifies',
-    );
-    assert.deepEqual(reloadApp(app, serveConfig(tree.dataDir, crlFlags(currentCrl()))), []);
-    await assertRevoked(port, former);
-    assert.deepEqual(reloadApp(app, serveConfig(tree.dataDir, withoutCrl)), []);
-    assert.equal((await get(port, former)).statusCode, 200);
-  });
-
-  test('requireClientCert: the handshake of a revoked certificate fails', async () => {
-    const { port } = await started(crlFlags(currentCrl(), { 'tls.requireClientCert': 'true' }));
-    await assert.rejects(get(port, former));
-    assert.equal((await get(port, ci)).statusCode, 200);
-  });
-});
-
+// On one back end: the start is refused before any tree is opened.
 describe('CRL files that would lock every client out are refused, naming tls.clientCrl', () => {
   test('at start', () => {
     const garbage = path.join(scratch.dir, 'garbage.pem');
@@ -145,7 +97,7 @@ describe('CRL files that would lock every client out are refused, naming tls.cli
       const flags = crlFlags(file);
       if (what === 'without a CA') delete flags['tls.clientCa'];
       assert.throws(
-        () => serveApp(tree.dataDir, flags),
+        () => serveApp(NEVER_OPENED, flags),
         (error: Error) =>
           error.name === 'AuthConfigError' &&
           error.message.startsWith('tls.clientCrl: ') &&
@@ -154,27 +106,9 @@ describe('CRL files that would lock every client out are refused, naming tls.cli
       );
     }
   });
-
-  test('on reload, and the CRL in force stays', async () => {
-    const { app, port } = await started(crlFlags(currentCrl()));
-    const expired = pki.crl(path.join(scratch.dir, 'expired-reload.pem'), { expired: true });
-    assert.throws(
-      () => reloadApp(app, serveConfig(tree.dataDir, crlFlags(expired))),
-      (error: Error) => error.name === 'AuthConfigError' && /^tls\.clientCrl: .*expired/.test(error.message),
-    );
-    await assertRevoked(port, former);
-    assert.equal((await get(port, ci)).statusCode, 200);
-  });
-
-  test('rewritten in place while serving: logged, and the CRL in force stays', async () => {
-    const { served, port } = await startedOnCopy('served-expired.pem');
-    pki.crl(served, { expired: true });
-    await sleep(1100);
-    await assertRevoked(port, former);
-    assert.equal((await get(port, ci)).statusCode, 200);
-  });
 });
 
+// On one back end: a TlsReloader alone, no app and no tree.
 describe('a CRL that expires while serving', () => {
   test('is reported as an error when connections arrive, once an hour, not on every connection', () => {
     let onConnection = (): void => {};
@@ -187,7 +121,7 @@ describe('a CRL that expires while serving', () => {
       info: () => {},
       error: (object: object, message: string) => errors.push([object, message]),
     };
-    const config = serveConfig(tree.dataDir, crlFlags(currentCrl()));
+    const config = serveConfig(NEVER_OPENED, crlFlags(currentCrl()));
     assert.ok(config.tls);
     new TlsReloader(server, config.tls, log, new Date(Date.now() - 1000));
     onConnection();
@@ -197,3 +131,94 @@ describe('a CRL that expires while serving', () => {
     assert.deepEqual(Object.keys(errors[0]?.[0] ?? {}), ['crl', 'expired']);
   });
 });
+
+for (const backend of BACKENDS)
+  describe(backend, () => {
+    let tree!: AuthTreeOn;
+    const apps: FastifyInstance[] = [];
+
+    before(async () => {
+      tree = await authTreeOn(backend, path.join(scratch.dir, backend));
+    });
+
+    after(async () => {
+      await Promise.all(apps.map((app) => app.close()));
+      await tree.remove();
+    });
+
+    async function started(flags: Flags): Promise<{ app: FastifyInstance; port: number }> {
+      const app = await serveTree(tree.dataDir, flags);
+      apps.push(app);
+      return { app, port: await listenLocal(app) };
+    }
+
+    /** A server whose CRL file is a copy of the current CRL, at `name`, for the test to rewrite. */
+    async function startedOnCopy(name: string): Promise<{ served: string; port: number }> {
+      const served = path.join(scratch.dir, backend, name);
+      copyFileSync(currentCrl(), served);
+      const { port } = await started(crlFlags(served));
+      return { served, port };
+    }
+
+    describe('a revoked client certificate', () => {
+      test('is refused with 401 like one that does not verify; the others are served', async () => {
+        const { port } = await started(crlFlags(currentCrl()));
+        await assertRevoked(port, former);
+        assert.equal((await get(port, ci)).statusCode, 200);
+      });
+
+      test('a CRL rewritten with a new revocation applies to the next connection (> 1 s later), no restart', async () => {
+        const { served, port } = await startedOnCopy('served-crl.pem');
+        const victim = pki.client('ci.example.com');
+        assert.equal((await get(port, victim)).statusCode, 200);
+        pki.revoke(victim);
+        copyFileSync(currentCrl(), served);
+        await sleep(1100);
+        await assertRevoked(port, victim);
+        assert.equal((await get(port, ci)).statusCode, 200);
+      });
+
+      test('a CRL added by a reload applies to the next connection (and one taken away, too): no restart', async () => {
+        const withoutCrl = crlFlags('');
+        delete withoutCrl['tls.clientCrl'];
+        const { app, port } = await started(withoutCrl);
+        assert.equal(
+          (await get(port, former)).statusCode,
+          200,
+          'no CRL yet: the revoked certificate still verifies',
+        );
+        assert.deepEqual(reloadApp(app, serveConfig(tree.dataDir, crlFlags(currentCrl()))), []);
+        await assertRevoked(port, former);
+        assert.deepEqual(reloadApp(app, serveConfig(tree.dataDir, withoutCrl)), []);
+        assert.equal((await get(port, former)).statusCode, 200);
+      });
+
+      test('requireClientCert: the handshake of a revoked certificate fails', async () => {
+        const { port } = await started(crlFlags(currentCrl(), { 'tls.requireClientCert': 'true' }));
+        await assert.rejects(get(port, former));
+        assert.equal((await get(port, ci)).statusCode, 200);
+      });
+    });
+
+    describe('CRL files that would lock every client out are refused, naming tls.clientCrl', () => {
+      test('on reload, and the CRL in force stays', async () => {
+        const { app, port } = await started(crlFlags(currentCrl()));
+        const expired = pki.crl(path.join(scratch.dir, 'expired-reload.pem'), { expired: true });
+        assert.throws(
+          () => reloadApp(app, serveConfig(tree.dataDir, crlFlags(expired))),
+          (error: Error) =>
+            error.name === 'AuthConfigError' && /^tls\.clientCrl: .*expired/.test(error.message),
+        );
+        await assertRevoked(port, former);
+        assert.equal((await get(port, ci)).statusCode, 200);
+      });
+
+      test('rewritten in place while serving: logged, and the CRL in force stays', async () => {
+        const { served, port } = await startedOnCopy('served-expired.pem');
+        pki.crl(served, { expired: true });
+        await sleep(1100);
+        await assertRevoked(port, former);
+        assert.equal((await get(port, ci)).statusCode, 200);
+      });
+    });
+  });
