@@ -165,8 +165,8 @@ function serveBackend(backend: BackendName): void {
   before(async () => {
     tree = await suiteTree(backend);
     const { spot } = tree;
-    await publish(spot, published.public);
-    await publish(spot, published.team);
+    // Side by side into one tree, as concurrent publishers may.
+    await Promise.all([publish(spot, published.public), publish(spot, published.team)]);
     const started = await Promise.all(
       SETUPS.map((setup) =>
         startDerrickServer(spot.location, {
@@ -252,7 +252,7 @@ function ctrFetch(setup: SetupName, repo: Published): Promise<RunResult> {
 }
 
 /** What anonymous skopeo, podman and containerd may pull in each setup, on the servers of the running back end. */
-function clientSuites(): void {
+function clientSuites(backend: BackendName): void {
   for (const setup of SETUPS)
     describe(`${setup}: anonymous clients pull public/app and are refused team/app`, () => {
       test('skopeo inspect and skopeo copy, without credentials', async () => {
@@ -331,58 +331,65 @@ function clientSuites(): void {
         });
     });
 
-  for (const setup of WITH_PASSWORDS)
-    describe(`${setup}: anonymous pulls are not failed logins`, () => {
-      test(`after more anonymous pulls than auth.failedLogins.limit (${LIMIT}), alice logs in with podman and pulls team/app; a wrong password still fails`, async () => {
-        const running = server(setup);
-        for (let pull = 0; pull <= LIMIT; pull++)
-          ok(
-            await skopeo(['inspect', '--tls-verify=false', `docker://${reference(setup, published.public)}`]),
-            `anonymous pull ${pull + 1}`,
+  // On the file system only: it checks which requests count as failed logins, which no tree changes; the S3 suite
+  // keeps the pulls and refusals above, the certificate's pull of team/app and docker's replayed logins.
+  if (backend === 'fs')
+    for (const setup of WITH_PASSWORDS)
+      describe(`${setup}: anonymous pulls are not failed logins`, () => {
+        test(`after more anonymous pulls than auth.failedLogins.limit (${LIMIT}), alice logs in with podman and pulls team/app; a wrong password still fails`, async () => {
+          const running = server(setup);
+          for (let pull = 0; pull <= LIMIT; pull++)
+            ok(
+              await skopeo([
+                'inspect',
+                '--tls-verify=false',
+                `docker://${reference(setup, published.public)}`,
+              ]),
+              `anonymous pull ${pull + 1}`,
+            );
+          assert.doesNotMatch(
+            running.output(),
+            /failed login/,
+            'an anonymous request was counted as a failed login',
           );
-        assert.doesNotMatch(
-          running.output(),
-          /failed login/,
-          'an anonymous request was counted as a failed login',
-        );
 
-        const state = fresh('pl');
-        const authfile = path.join(state, 'auth.json');
-        writeFileSync(authfile, '{"auths":{}}\n');
-        const login = (password: string) =>
-          podman(state, [
-            'login',
-            '--tls-verify=false',
-            '--authfile',
-            authfile,
-            '-u',
-            'alice',
-            '-p',
-            password,
-            running.host,
-          ]);
-        assert.match(ok(await login(PASSWORD), 'podman login alice'), /Login Succeeded/);
-        ok(
-          await podman(state, [
-            'pull',
-            '--quiet',
-            '--tls-verify=false',
-            '--authfile',
-            authfile,
-            '--signature-policy',
-            POLICY,
-            reference(setup, published.team),
-          ]),
-          'podman pull team/app as alice',
-        );
-        assert.equal(await podmanDigest(state, setup, published.team), published.team.digest);
+          const state = fresh('pl');
+          const authfile = path.join(state, 'auth.json');
+          writeFileSync(authfile, '{"auths":{}}\n');
+          const login = (password: string) =>
+            podman(state, [
+              'login',
+              '--tls-verify=false',
+              '--authfile',
+              authfile,
+              '-u',
+              'alice',
+              '-p',
+              password,
+              running.host,
+            ]);
+          assert.match(ok(await login(PASSWORD), 'podman login alice'), /Login Succeeded/);
+          ok(
+            await podman(state, [
+              'pull',
+              '--quiet',
+              '--tls-verify=false',
+              '--authfile',
+              authfile,
+              '--signature-policy',
+              POLICY,
+              reference(setup, published.team),
+            ]),
+            'podman pull team/app as alice',
+          );
+          assert.equal(await podmanDigest(state, setup, published.team), published.team.digest);
 
-        // podman login checks the password: derrick's /v2/ never lets an unchecked login through.
-        const wrong = await login('not-her-password');
-        assert.notEqual(wrong.code, 0, `podman login with a wrong password succeeded: ${wrong.stdout}`);
-        assert.match(running.output(), /failed login/, 'the wrong password is a failed login');
+          // podman login checks the password: derrick's /v2/ never lets an unchecked login through.
+          const wrong = await login('not-her-password');
+          assert.notEqual(wrong.code, 0, `podman login with a wrong password succeeded: ${wrong.stdout}`);
+          assert.match(running.output(), /failed login/, 'the wrong password is a failed login');
+        });
       });
-    });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -601,6 +608,6 @@ function dockerReplay(): void {
 for (const backend of BACKENDS)
   describe(`${backend} tree`, () => {
     serveBackend(backend);
-    clientSuites();
+    clientSuites(backend);
     dockerReplay();
   });
