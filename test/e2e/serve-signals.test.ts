@@ -43,7 +43,8 @@ describe('derrick serve and SIGTERM', () => {
         const { spot } = trees[i % trees.length] ?? assert.fail('no tree');
         const ended = [];
         for (let round = 0; round < rounds; round++) {
-          const server = await startDerrickServer(spot.location, { env: spot.env });
+          // A generous wait for the "serving" line: four tsx start-ups at once on a shared CI box can take 30 s.
+          const server = await startDerrickServer(spot.location, { env: spot.env, timeoutMs: 120_000 });
           ended.push({ backend: spot.backend, ...(await server.stop()) });
         }
         return ended;
