@@ -107,7 +107,6 @@ interface Repo {
 interface Fixture {
   pki: Pki;
   tokenKey: string;
-  backend: BackendName;
   /** What `--data-dir` and `dataDir:` take: a directory, or s3://<bucket>/<prefix>. */
   dataDir: string;
   /** What a derrick child process needs to reach the tree. */
@@ -209,7 +208,7 @@ async function buildFixture(backend: BackendName): Promise<Fixture> {
     publishRepo(spot, layouts.secret, images.secret, 'secret/vault:v1', { protected: true }),
   ]);
   const repos = { public: open, team: { ...team, artifact: images.team.artifact.digest }, ops, secret };
-  return { ...keys, backend, dataDir: spot.location, env: spot.env, repos };
+  return { ...keys, dataDir: spot.location, env: spot.env, repos };
 }
 
 const building = new Map<BackendName, Promise<Fixture>>();
