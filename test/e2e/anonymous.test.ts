@@ -13,6 +13,9 @@
  * auth.failedLogins.limit, alice still logs in and pulls team/app. Last, the requests docker's own client sends
  * (distribution's registry/client/auth and moby's registry package; no Docker engine runs here) are replayed one
  * by one over real HTTP, for a pull and for `docker login`, in each setup.
+ *
+ * All of it on a tree on each back end (BACKENDS: a directory, a bucket of the test S3 server): one tree and four
+ * servers per back end, the back ends one after the other, one containerd for the whole file.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -22,13 +25,14 @@ import https from 'node:https';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
+import { BACKENDS, type BackendName, type TreeSpot } from '../helpers/backends.ts';
 import { digestOf, execute, tempDir, type RunResult } from '../helpers/cli.ts';
 import { startContainerd, type Containerd } from '../helpers/containerd.ts';
 import { containersClientConfig, podmanStateArgs } from '../helpers/containers.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { singleImageLayout } from '../helpers/images.ts';
 import { htpasswdLine, makePki, tokenKey, type KeyPair, type Pki } from '../helpers/pki.ts';
-import { publishInto, readAnswer, type Answered } from '../helpers/server.ts';
+import { publishInto, readAnswer, suiteTree, type Answered } from '../helpers/server.ts';
 
 // Short: podman refuses a runroot path over 50 characters.
 const temp = tempDir('derrick-anon-');
@@ -76,6 +80,11 @@ let robot!: KeyPair;
 let trust = '';
 let robotDir = '';
 let containerd: Containerd | undefined;
+/** The htpasswd file and the token key every derrick of this file uses. */
+let files!: { htpasswd: string; key: string };
+/** The layouts of public/app and team/app, built once and published into the tree of each back end. */
+const layouts = new Map<Published, string>();
+/** The servers of the back end whose suite runs now (the back ends' suites run one after the other). */
 const servers = new Map<SetupName, DerrickServer>();
 const published: Record<'public' | 'team', Published> = {
   public: { name: 'public/app', digest: '', blobs: [] },
@@ -89,11 +98,10 @@ function server(setup: SetupName): DerrickServer {
 }
 const isTls = (setup: SetupName): boolean => setup === 'mutual TLS';
 
-async function publish(dataDir: string, repo: Published): Promise<void> {
+/** Builds the layout of `repo` and notes its digest and blobs. */
+async function build(repo: Published): Promise<void> {
   const layout = path.join(temp.dir, 'layouts', repo.name);
   const image = await singleImageLayout(layout, '1', `content of ${repo.name}`);
-  const result = await publishInto(dataDir, `oci:${layout}:1`, [`${repo.name}:1`]);
-  assert.equal(result.repositories[0]?.tags['1'], image.digest);
   const manifest = JSON.parse(
     readFileSync(path.join(layout, 'blobs', ...image.digest.split(':')), 'utf8'),
   ) as { config: { digest: string }; layers: { digest: string }[] };
@@ -101,9 +109,15 @@ async function publish(dataDir: string, repo: Published): Promise<void> {
     digest: image.digest,
     blobs: [manifest.config.digest, ...manifest.layers.map((layer) => layer.digest)],
   });
+  layouts.set(repo, layout);
 }
 
-function configFor(setup: SetupName, dataDir: string, files: { htpasswd: string; key: string }): string {
+async function publish(spot: TreeSpot, repo: Published): Promise<void> {
+  const result = await publishInto(spot, `oci:${layouts.get(repo) ?? ''}:1`, [`${repo.name}:1`]);
+  assert.equal(result.repositories[0]?.tags['1'], repo.digest);
+}
+
+function configFor(setup: SetupName, dataDir: string): string {
   const failedLogins = { limit: LIMIT, windowSeconds: 600 };
   const token = { service: SERVICE, key: files.key };
   const auth: Record<SetupName, Record<string, unknown>> = {
@@ -132,35 +146,53 @@ before(async () => {
   robot = pki.client('ci.example.com');
   trust = pki.certDir();
   robotDir = pki.certDir(robot);
-  const dataDir = path.join(temp.dir, 'data');
-  await publish(dataDir, published.public);
-  await publish(dataDir, published.team);
+  await build(published.public);
+  await build(published.team);
   const htpasswd = path.join(temp.dir, 'htpasswd');
   writeFileSync(htpasswd, `${htpasswdLine('alice', PASSWORD)}\n`);
-  const files = { htpasswd, key: tokenKey(path.join(temp.dir, 'token.key')) };
-  const started = await Promise.all([
-    startContainerd(path.join(temp.dir, 'containerd')),
-    ...SETUPS.map((setup) =>
-      startDerrickServer(dataDir, { args: ['--config', configFor(setup, dataDir, files)] }),
-    ),
-  ]);
-  containerd = started[0];
-  SETUPS.forEach((setup, index) => {
-    const running = started[index + 1] as DerrickServer;
-    servers.set(setup, running);
-    assert.equal(running.url.startsWith('https:'), isTls(setup), `${setup}: ${running.url}`);
-  });
+  files = { htpasswd, key: tokenKey(path.join(temp.dir, 'token.key')) };
+  containerd = await startContainerd(path.join(temp.dir, 'containerd'));
 });
 
 after(async () => {
-  const ended = await Promise.all([...servers.values()].map((running) => running.stop()));
   await containerd?.stop();
   temp.cleanup();
-  for (const [index, setup] of SETUPS.entries()) {
-    assert.deepEqual(ended[index], { code: 0, signal: null, killed: false }, `${setup}: a clean stop`);
-    assert.doesNotMatch(server(setup).output(), /"level":[56]0/, `${setup}: derrick logged errors`);
-  }
 });
+
+/** The back end's tree, published, and its four servers: started in its suite's `before`, stopped in its `after`. */
+function serveBackend(backend: BackendName): void {
+  let tree: { spot: TreeSpot; remove: () => Promise<void> } | undefined;
+  before(async () => {
+    tree = await suiteTree(backend);
+    const { spot } = tree;
+    // Side by side into one tree, as concurrent publishers may.
+    await Promise.all([publish(spot, published.public), publish(spot, published.team)]);
+    const started = await Promise.all(
+      SETUPS.map((setup) =>
+        startDerrickServer(spot.location, {
+          args: ['--config', configFor(setup, spot.location)],
+          env: spot.env,
+        }),
+      ),
+    );
+    SETUPS.forEach((setup, index) => {
+      const running = started[index] as DerrickServer;
+      servers.set(setup, running);
+      assert.equal(running.url.startsWith('https:'), isTls(setup), `${setup}: ${running.url}`);
+    });
+  });
+  after(async () => {
+    const stopping = SETUPS.filter((setup) => servers.has(setup));
+    const ended = await Promise.all(stopping.map((setup) => server(setup).stop()));
+    const outputs = stopping.map((setup) => server(setup).output());
+    servers.clear();
+    await tree?.remove();
+    for (const [index, setup] of stopping.entries()) {
+      assert.deepEqual(ended[index], { code: 0, signal: null, killed: false }, `${setup}: a clean stop`);
+      assert.doesNotMatch(outputs[index] ?? '', /"level":[56]0/, `${setup}: derrick logged errors`);
+    }
+  });
+}
 
 /** Runs a command to completion, whatever its exit code, with the clients' own configuration. */
 const exec = (command: string, args: string[]): Promise<RunResult> =>
@@ -219,136 +251,146 @@ function ctrFetch(setup: SetupName, repo: Published): Promise<RunResult> {
   return containerd.ctr(['content', 'fetch', ...transport, reference(setup, repo)]);
 }
 
-for (const setup of SETUPS)
-  describe(`${setup}: anonymous clients pull public/app and are refused team/app`, () => {
-    test('skopeo inspect and skopeo copy, without credentials', async () => {
-      const inspected = JSON.parse(
-        ok(
-          await skopeo(['inspect', ...skopeoTls(setup), `docker://${reference(setup, published.public)}`]),
-          'skopeo inspect public/app',
-        ),
-      ) as { Digest: string };
-      assert.equal(inspected.Digest, published.public.digest);
-      const destination = fresh('copy');
-      ok(
-        await skopeo([
-          'copy',
-          '--quiet',
-          ...skopeoTls(setup, true),
-          `docker://${reference(setup, published.public)}`,
-          `oci:${destination}:1`,
-        ]),
-        'skopeo copy public/app',
-      );
-      const copied = ok(await skopeo(['inspect', '--raw', `oci:${destination}:1`]), 'skopeo inspect --raw');
-      assert.equal(digestOf(copied), published.public.digest, 'the copied manifest is the published one');
-      refused(
-        setup,
-        await skopeo(['inspect', ...skopeoTls(setup), `docker://${reference(setup, published.team)}`]),
-        'skopeo inspect team/app',
-      );
-      refused(
-        setup,
-        await skopeo([
-          'copy',
-          '--quiet',
-          ...skopeoTls(setup, true),
-          `docker://${reference(setup, published.team)}`,
-          `oci:${fresh('copy')}:1`,
-        ]),
-        'skopeo copy team/app',
-      );
-    });
-
-    test('podman pull, without credentials', async () => {
-      const state = fresh('pm');
-      const tls = isTls(setup) ? ['--cert-dir', trust] : ['--tls-verify=false'];
-      const pull = (repo: Published) =>
-        podman(state, ['pull', '--quiet', ...tls, '--signature-policy', POLICY, reference(setup, repo)]);
-      ok(await pull(published.public), 'podman pull public/app');
-      assert.equal(await podmanDigest(state, setup, published.public), published.public.digest);
-      refused(setup, await pull(published.team), 'podman pull team/app');
-    });
-
-    test('containerd (ctr content fetch), without credentials', async () => {
-      assert.ok(containerd);
-      await containerd.removeContent();
-      ok(await ctrFetch(setup, published.public), 'ctr content fetch public/app');
-      const stored = await containerd.storedDigests();
-      for (const digest of [published.public.digest, ...published.public.blobs])
-        assert.ok(stored.includes(digest), `${digest} was not fetched: ${stored.join(' ')}`);
-      refused(setup, await ctrFetch(setup, published.team), 'ctr content fetch team/app');
-      assert.ok(!(await containerd.storedDigests()).includes(published.team.digest));
-    });
-
-    if (setup === 'mutual TLS')
-      test('while a client with a certificate the rule names pulls team/app', async () => {
+/** What anonymous skopeo, podman and containerd may pull in each setup, on the servers of the running back end. */
+function clientSuites(backend: BackendName): void {
+  for (const setup of SETUPS)
+    describe(`${setup}: anonymous clients pull public/app and are refused team/app`, () => {
+      test('skopeo inspect and skopeo copy, without credentials', async () => {
         const inspected = JSON.parse(
           ok(
-            await skopeo([
-              'inspect',
-              ...skopeoTls(setup, false, robotDir),
-              `docker://${reference(setup, published.team)}`,
-            ]),
-            'skopeo inspect team/app with a client certificate',
+            await skopeo(['inspect', ...skopeoTls(setup), `docker://${reference(setup, published.public)}`]),
+            'skopeo inspect public/app',
           ),
         ) as { Digest: string };
-        assert.equal(inspected.Digest, published.team.digest);
-      });
-  });
-
-for (const setup of WITH_PASSWORDS)
-  describe(`${setup}: anonymous pulls are not failed logins`, () => {
-    test(`after more anonymous pulls than auth.failedLogins.limit (${LIMIT}), alice logs in with podman and pulls team/app; a wrong password still fails`, async () => {
-      const running = server(setup);
-      for (let pull = 0; pull <= LIMIT; pull++)
+        assert.equal(inspected.Digest, published.public.digest);
+        const destination = fresh('copy');
         ok(
-          await skopeo(['inspect', '--tls-verify=false', `docker://${reference(setup, published.public)}`]),
-          `anonymous pull ${pull + 1}`,
+          await skopeo([
+            'copy',
+            '--quiet',
+            ...skopeoTls(setup, true),
+            `docker://${reference(setup, published.public)}`,
+            `oci:${destination}:1`,
+          ]),
+          'skopeo copy public/app',
         );
-      assert.doesNotMatch(
-        running.output(),
-        /failed login/,
-        'an anonymous request was counted as a failed login',
-      );
+        const copied = ok(await skopeo(['inspect', '--raw', `oci:${destination}:1`]), 'skopeo inspect --raw');
+        assert.equal(digestOf(copied), published.public.digest, 'the copied manifest is the published one');
+        refused(
+          setup,
+          await skopeo(['inspect', ...skopeoTls(setup), `docker://${reference(setup, published.team)}`]),
+          'skopeo inspect team/app',
+        );
+        refused(
+          setup,
+          await skopeo([
+            'copy',
+            '--quiet',
+            ...skopeoTls(setup, true),
+            `docker://${reference(setup, published.team)}`,
+            `oci:${fresh('copy')}:1`,
+          ]),
+          'skopeo copy team/app',
+        );
+      });
 
-      const state = fresh('pl');
-      const authfile = path.join(state, 'auth.json');
-      writeFileSync(authfile, '{"auths":{}}\n');
-      const login = (password: string) =>
-        podman(state, [
-          'login',
-          '--tls-verify=false',
-          '--authfile',
-          authfile,
-          '-u',
-          'alice',
-          '-p',
-          password,
-          running.host,
-        ]);
-      assert.match(ok(await login(PASSWORD), 'podman login alice'), /Login Succeeded/);
-      ok(
-        await podman(state, [
-          'pull',
-          '--quiet',
-          '--tls-verify=false',
-          '--authfile',
-          authfile,
-          '--signature-policy',
-          POLICY,
-          reference(setup, published.team),
-        ]),
-        'podman pull team/app as alice',
-      );
-      assert.equal(await podmanDigest(state, setup, published.team), published.team.digest);
+      test('podman pull, without credentials', async () => {
+        const state = fresh('pm');
+        const tls = isTls(setup) ? ['--cert-dir', trust] : ['--tls-verify=false'];
+        const pull = (repo: Published) =>
+          podman(state, ['pull', '--quiet', ...tls, '--signature-policy', POLICY, reference(setup, repo)]);
+        ok(await pull(published.public), 'podman pull public/app');
+        assert.equal(await podmanDigest(state, setup, published.public), published.public.digest);
+        refused(setup, await pull(published.team), 'podman pull team/app');
+      });
 
-      // podman login checks the password: derrick's /v2/ never lets an unchecked login through.
-      const wrong = await login('not-her-password');
-      assert.notEqual(wrong.code, 0, `podman login with a wrong password succeeded: ${wrong.stdout}`);
-      assert.match(running.output(), /failed login/, 'the wrong password is a failed login');
+      test('containerd (ctr content fetch), without credentials', async () => {
+        assert.ok(containerd);
+        await containerd.removeContent();
+        ok(await ctrFetch(setup, published.public), 'ctr content fetch public/app');
+        const stored = await containerd.storedDigests();
+        for (const digest of [published.public.digest, ...published.public.blobs])
+          assert.ok(stored.includes(digest), `${digest} was not fetched: ${stored.join(' ')}`);
+        refused(setup, await ctrFetch(setup, published.team), 'ctr content fetch team/app');
+        assert.ok(!(await containerd.storedDigests()).includes(published.team.digest));
+      });
+
+      if (setup === 'mutual TLS')
+        test('while a client with a certificate the rule names pulls team/app', async () => {
+          const inspected = JSON.parse(
+            ok(
+              await skopeo([
+                'inspect',
+                ...skopeoTls(setup, false, robotDir),
+                `docker://${reference(setup, published.team)}`,
+              ]),
+              'skopeo inspect team/app with a client certificate',
+            ),
+          ) as { Digest: string };
+          assert.equal(inspected.Digest, published.team.digest);
+        });
     });
-  });
+
+  // On the file system only: it checks which requests count as failed logins, which no tree changes; the S3 suite
+  // keeps the pulls and refusals above, the certificate's pull of team/app and docker's replayed logins.
+  if (backend === 'fs')
+    for (const setup of WITH_PASSWORDS)
+      describe(`${setup}: anonymous pulls are not failed logins`, () => {
+        test(`after more anonymous pulls than auth.failedLogins.limit (${LIMIT}), alice logs in with podman and pulls team/app; a wrong password still fails`, async () => {
+          const running = server(setup);
+          for (let pull = 0; pull <= LIMIT; pull++)
+            ok(
+              await skopeo([
+                'inspect',
+                '--tls-verify=false',
+                `docker://${reference(setup, published.public)}`,
+              ]),
+              `anonymous pull ${pull + 1}`,
+            );
+          assert.doesNotMatch(
+            running.output(),
+            /failed login/,
+            'an anonymous request was counted as a failed login',
+          );
+
+          const state = fresh('pl');
+          const authfile = path.join(state, 'auth.json');
+          writeFileSync(authfile, '{"auths":{}}\n');
+          const login = (password: string) =>
+            podman(state, [
+              'login',
+              '--tls-verify=false',
+              '--authfile',
+              authfile,
+              '-u',
+              'alice',
+              '-p',
+              password,
+              running.host,
+            ]);
+          assert.match(ok(await login(PASSWORD), 'podman login alice'), /Login Succeeded/);
+          ok(
+            await podman(state, [
+              'pull',
+              '--quiet',
+              '--tls-verify=false',
+              '--authfile',
+              authfile,
+              '--signature-policy',
+              POLICY,
+              reference(setup, published.team),
+            ]),
+            'podman pull team/app as alice',
+          );
+          assert.equal(await podmanDigest(state, setup, published.team), published.team.digest);
+
+          // podman login checks the password: derrick's /v2/ never lets an unchecked login through.
+          const wrong = await login('not-her-password');
+          assert.notEqual(wrong.code, 0, `podman login with a wrong password succeeded: ${wrong.stdout}`);
+          assert.match(running.output(), /failed login/, 'the wrong password is a failed login');
+        });
+      });
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // docker's client, replayed. Sources (read through the search tool):
@@ -466,93 +508,106 @@ async function pullAs(
   }
 }
 
-describe("docker's client, replayed request by request over real HTTP (no Docker engine here)", () => {
-  for (const setup of WITH_TOKENS)
-    test(`${setup}: docker pull without credentials — ping, an anonymous token (no Authorization), then the manifest and blobs with it; team/app gets a token without its scope and 401 insufficient_scope`, async () => {
-      const [bearer] = await ping(setup);
-      assert.equal(bearer?.scheme, 'bearer');
-      assert.equal(bearer.params.service, SERVICE);
-      const token = async (repo: Published): Promise<string> => {
-        // No credentials: no Authorization header and no `account` (fetchTokenWithBasicAuth).
-        const answer = await send(
-          setup,
-          tokenUrl(bearer, { scope: `repository:${repo.name}:pull`, service: SERVICE }),
-        );
-        assert.equal(answer.statusCode, 200, answer.body);
-        const body = JSON.parse(answer.body) as {
-          token?: string;
-          access_token?: string;
-          expires_in?: number;
+/** docker's requests, replayed against the servers of the running back end. */
+function dockerReplay(): void {
+  describe("docker's client, replayed request by request over real HTTP (no Docker engine here)", () => {
+    for (const setup of WITH_TOKENS)
+      test(`${setup}: docker pull without credentials — ping, an anonymous token (no Authorization), then the manifest and blobs with it; team/app gets a token without its scope and 401 insufficient_scope`, async () => {
+        const [bearer] = await ping(setup);
+        assert.equal(bearer?.scheme, 'bearer');
+        assert.equal(bearer.params.service, SERVICE);
+        const token = async (repo: Published): Promise<string> => {
+          // No credentials: no Authorization header and no `account` (fetchTokenWithBasicAuth).
+          const answer = await send(
+            setup,
+            tokenUrl(bearer, { scope: `repository:${repo.name}:pull`, service: SERVICE }),
+          );
+          assert.equal(answer.statusCode, 200, answer.body);
+          const body = JSON.parse(answer.body) as {
+            token?: string;
+            access_token?: string;
+            expires_in?: number;
+          };
+          assert.ok(body.token, 'getTokenResponse.Token');
+          assert.ok(
+            (body.expires_in ?? 0) >= 60,
+            'the token spec: "a token should never be returned with less than 60 seconds to live"',
+          );
+          return body.token;
         };
-        assert.ok(body.token, 'getTokenResponse.Token');
-        assert.ok(
-          (body.expires_in ?? 0) >= 60,
-          'the token spec: "a token should never be returned with less than 60 seconds to live"',
+        await pullAs(setup, published.public, { authorization: `Bearer ${await token(published.public)}` });
+        // The token spec: "If the client only has a subset of the requested access it must not be considered an
+        // error" — the token comes, without the scope, and the registry refuses it.
+        const teamToken = await token(published.team);
+        const denied = await send(
+          setup,
+          `/v2/${published.team.name}/manifests/1`,
+          { authorization: `Bearer ${teamToken}`, accept: DOCKER_ACCEPT },
+          'HEAD',
         );
-        return body.token;
-      };
-      await pullAs(setup, published.public, { authorization: `Bearer ${await token(published.public)}` });
-      // The token spec: "If the client only has a subset of the requested access it must not be considered an
-      // error" — the token comes, without the scope, and the registry refuses it.
-      const teamToken = await token(published.team);
-      const denied = await send(
-        setup,
-        `/v2/${published.team.name}/manifests/1`,
-        { authorization: `Bearer ${teamToken}`, accept: DOCKER_ACCEPT },
-        'HEAD',
+        assert.equal(denied.statusCode, 401);
+        assert.equal(challenges(denied)[0]?.params.error, 'insufficient_scope');
+      });
+
+    test('htpasswd only: /v2/ offers Basic alone — docker’s basicHandler has no credentials to send ("no basic auth credentials") and stops before any request, which is why docs/security.md sets auth.token.key for docker', async () => {
+      const found = await ping('htpasswd only');
+      assert.deepEqual(found, [{ scheme: 'basic', params: { realm: 'derrick', charset: 'UTF-8' } }]);
+      // containers/image, given the same challenge, sends `Basic Og==` — an anonymous client to derrick.
+      await pullAs('htpasswd only', published.public, { authorization: 'Basic Og==' });
+    });
+
+    test('mutual TLS, nothing to log in to: /v2/ answers 200 without a challenge, docker sends no Authorization and pulls; team/app is 404 to it', async () => {
+      assert.deepEqual(await ping('mutual TLS'), []);
+      await pullAs('mutual TLS', published.public, {});
+      const denied = await send('mutual TLS', `/v2/${published.team.name}/manifests/1`, {
+        accept: DOCKER_ACCEPT,
+      });
+      assert.equal(denied.statusCode, 404);
+      assert.equal(
+        (JSON.parse(denied.body) as { errors: { code: string }[] }).errors[0]?.code,
+        'NAME_UNKNOWN',
       );
-      assert.equal(denied.statusCode, 401);
-      assert.equal(challenges(denied)[0]?.params.error, 'insufficient_scope');
     });
 
-  test('htpasswd only: /v2/ offers Basic alone — docker’s basicHandler has no credentials to send ("no basic auth credentials") and stops before any request, which is why docs/security.md sets auth.token.key for docker', async () => {
-    const found = await ping('htpasswd only');
-    assert.deepEqual(found, [{ scheme: 'basic', params: { realm: 'derrick', charset: 'UTF-8' } }]);
-    // containers/image, given the same challenge, sends `Basic Og==` — an anonymous client to derrick.
-    await pullAs('htpasswd only', published.public, { authorization: 'Basic Og==' });
+    for (const setup of WITH_PASSWORDS)
+      test(`${setup}: docker login — the right password succeeds, a wrong one fails, and /v2/ never answers 200 without credentials`, async () => {
+        const basic = (password: string): string =>
+          `Basic ${Buffer.from(`alice:${password}`).toString('base64')}`;
+        /** loginV2: ping, then GET /v2/ with what the authorizer adds for alice:<password>; true for 200. */
+        const login = async (password: string): Promise<boolean> => {
+          const [challenge] = await ping(setup);
+          assert.ok(challenge, `${setup}: /v2/ answered an anonymous ping without a challenge`);
+          let authorization: string;
+          if (challenge.scheme === 'basic') authorization = basic(password);
+          else {
+            // tokenHandler with OfflineAccess and ClientID "docker", no scopes: account, client_id, offline_token.
+            const url = tokenUrl(challenge, {
+              account: 'alice',
+              client_id: 'docker',
+              offline_token: 'true',
+              service: challenge.params.service ?? '',
+            });
+            const answer = await send(setup, url, { authorization: basic(password) });
+            if (answer.statusCode !== 200) return false;
+            authorization = `Bearer ${(JSON.parse(answer.body) as { token: string }).token}`;
+          }
+          return (await send(setup, '/v2/', { authorization })).statusCode === 200;
+        };
+        assert.equal(await login(PASSWORD), true, 'Login Succeeded');
+        assert.equal(await login('not-her-password'), false, 'a wrong password logged in');
+        for (const authorization of [undefined, 'Basic Og==', 'Basic'])
+          assert.equal(
+            (await send(setup, '/v2/', authorization === undefined ? {} : { authorization })).statusCode,
+            401,
+            `/v2/ with ${authorization ?? 'no Authorization'}`,
+          );
+      });
   });
+}
 
-  test('mutual TLS, nothing to log in to: /v2/ answers 200 without a challenge, docker sends no Authorization and pulls; team/app is 404 to it', async () => {
-    assert.deepEqual(await ping('mutual TLS'), []);
-    await pullAs('mutual TLS', published.public, {});
-    const denied = await send('mutual TLS', `/v2/${published.team.name}/manifests/1`, {
-      accept: DOCKER_ACCEPT,
-    });
-    assert.equal(denied.statusCode, 404);
-    assert.equal((JSON.parse(denied.body) as { errors: { code: string }[] }).errors[0]?.code, 'NAME_UNKNOWN');
+for (const backend of BACKENDS)
+  describe(`${backend} tree`, () => {
+    serveBackend(backend);
+    clientSuites(backend);
+    dockerReplay();
   });
-
-  for (const setup of WITH_PASSWORDS)
-    test(`${setup}: docker login — the right password succeeds, a wrong one fails, and /v2/ never answers 200 without credentials`, async () => {
-      const basic = (password: string): string =>
-        `Basic ${Buffer.from(`alice:${password}`).toString('base64')}`;
-      /** loginV2: ping, then GET /v2/ with what the authorizer adds for alice:<password>; true for 200. */
-      const login = async (password: string): Promise<boolean> => {
-        const [challenge] = await ping(setup);
-        assert.ok(challenge, `${setup}: /v2/ answered an anonymous ping without a challenge`);
-        let authorization: string;
-        if (challenge.scheme === 'basic') authorization = basic(password);
-        else {
-          // tokenHandler with OfflineAccess and ClientID "docker", no scopes: account, client_id, offline_token.
-          const url = tokenUrl(challenge, {
-            account: 'alice',
-            client_id: 'docker',
-            offline_token: 'true',
-            service: challenge.params.service ?? '',
-          });
-          const answer = await send(setup, url, { authorization: basic(password) });
-          if (answer.statusCode !== 200) return false;
-          authorization = `Bearer ${(JSON.parse(answer.body) as { token: string }).token}`;
-        }
-        return (await send(setup, '/v2/', { authorization })).statusCode === 200;
-      };
-      assert.equal(await login(PASSWORD), true, 'Login Succeeded');
-      assert.equal(await login('not-her-password'), false, 'a wrong password logged in');
-      for (const authorization of [undefined, 'Basic Og==', 'Basic'])
-        assert.equal(
-          (await send(setup, '/v2/', authorization === undefined ? {} : { authorization })).statusCode,
-          401,
-          `/v2/ with ${authorization ?? 'no Authorization'}`,
-        );
-    });
-});

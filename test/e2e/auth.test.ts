@@ -6,7 +6,8 @@
  * one of them published protected. skopeo and podman log in, copy and pull; node:https checks every endpoint's
  * answer to every kind of denied client; the htpasswd file and the access rules change under a running server
  * (SIGHUP for the rules, in one process and in a cluster of two workers); an invalid configuration stops the
- * start and is refused by a reload.
+ * start and is refused by a reload. On a tree on each back end (BACKENDS: a directory, a bucket of the test S3
+ * server): one PKI and one set of layouts, a tree per back end, the servers of each back end one after the other.
  *
  * The tree:                     the rules (first match wins):
  *   public/hello:1.0              public/**  → anonymous
@@ -20,6 +21,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
+import { BACKENDS, type BackendName } from '../helpers/backends.ts';
 import { digestOf, execute, runDerrickWithoutServing, tempDir, type RunResult } from '../helpers/cli.ts';
 import { containersClientConfig, podmanStateArgs } from '../helpers/containers.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
@@ -32,10 +34,23 @@ import {
   type KeyPair,
   type Pki,
 } from '../helpers/pki.ts';
-import { assertOciError, header, publishInto, readAnswer, type Answered } from '../helpers/server.ts';
+import {
+  assertOciError,
+  header,
+  publishInto,
+  readAnswer,
+  suiteTree,
+  type Answered,
+  type Where,
+} from '../helpers/server.ts';
 
 const temp = tempDir('derrick-e2e-auth-');
-after(() => temp.cleanup());
+/** The trees' removals (a bucket deleted, a directory removed), for the end of the file. */
+const removals: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const remove of removals) await remove();
+  temp.cleanup();
+});
 let counter = 0;
 const fresh = (label: string): string => path.join(temp.dir, `${label}-${++counter}`);
 
@@ -92,7 +107,10 @@ interface Repo {
 interface Fixture {
   pki: Pki;
   tokenKey: string;
+  /** What `--data-dir` and `dataDir:` take: a directory, or s3://<bucket>/<prefix>. */
   dataDir: string;
+  /** What a derrick child process needs to reach the tree. */
+  env: NodeJS.ProcessEnv;
   /** A --cert-dir with the test CA only. */
   trust: string;
   /**
@@ -122,19 +140,20 @@ function layerOf(layout: string, image: Descriptor): string {
 }
 
 async function publishRepo(
-  dataDir: string,
+  where: Where,
   layout: string,
   image: Descriptor,
   reference: string,
   options: { protected?: boolean } = {},
 ): Promise<Repo> {
   const [name = '', tag = ''] = reference.split(':');
-  const result = await publishInto(dataDir, `oci:${layout}:${tag}`, [reference], options);
+  const result = await publishInto(where, `oci:${layout}:${tag}`, [reference], options);
   assert.equal(result.repositories[0]?.tags[tag], image.digest, `${reference} was not published`);
   return { name, tag, digest: image.digest, layer: layerOf(layout, image) };
 }
 
-async function buildFixture(): Promise<Fixture> {
+/** The PKI, the token key and the four layouts: made once, for the trees of every back end. */
+async function buildSources() {
   const pki = makePki(path.join(temp.dir, 'pki'));
   const key = tokenKey(path.join(pki.dir, 'token.key'));
   const robot = pki.client('ci-robot');
@@ -144,30 +163,21 @@ async function buildFixture(): Promise<Fixture> {
   pki.revoke(revoked);
   const crl = pki.crl(path.join(pki.dir, 'crl.pem'));
 
-  const dataDir = path.join(temp.dir, 'data');
   const layouts = {
     public: path.join(temp.dir, 'layout-public'),
     team: path.join(temp.dir, 'layout-team'),
     ops: path.join(temp.dir, 'layout-ops'),
     secret: path.join(temp.dir, 'layout-secret'),
   };
-  const publicImage = await singleImageLayout(layouts.public, '1.0', 'public hello');
-  const team = await imageWithReferrerLayout(layouts.team, 'v1');
-  const opsImage = await singleImageLayout(layouts.ops, 'v1', 'ops tool');
-  const secretImage = await singleImageLayout(layouts.secret, 'v1', 'secret vault');
-  const repos = {
-    public: await publishRepo(dataDir, layouts.public, publicImage, 'public/hello:1.0'),
-    team: {
-      ...(await publishRepo(dataDir, layouts.team, team.image, 'team/app:v1')),
-      artifact: team.artifact.digest,
-    },
-    ops: await publishRepo(dataDir, layouts.ops, opsImage, 'ops/tool:v1'),
-    secret: await publishRepo(dataDir, layouts.secret, secretImage, 'secret/vault:v1', { protected: true }),
+  const images = {
+    public: await singleImageLayout(layouts.public, '1.0', 'public hello'),
+    team: await imageWithReferrerLayout(layouts.team, 'v1'),
+    ops: await singleImageLayout(layouts.ops, 'v1', 'ops tool'),
+    secret: await singleImageLayout(layouts.secret, 'v1', 'secret vault'),
   };
-  return {
+  const keys = {
     pki,
     tokenKey: key,
-    dataDir,
     trust: pki.certDir(),
     robot,
     expired,
@@ -178,15 +188,35 @@ async function buildFixture(): Promise<Fixture> {
     expiredDir: pki.certDir(expired),
     otherCaDir: pki.certDir(otherCa),
     revokedDir: pki.certDir(revoked),
-    repos,
   };
+  return { keys, layouts, images };
 }
 
-let building: Promise<Fixture> | undefined;
-/** The PKI and the published tree, made once by whichever suite asks first. */
-function fixture(): Promise<Fixture> {
-  building ??= buildFixture();
-  return building;
+let sources: ReturnType<typeof buildSources> | undefined;
+
+async function buildFixture(backend: BackendName): Promise<Fixture> {
+  sources ??= buildSources();
+  const { keys, layouts, images } = await sources;
+  const tree = await suiteTree(backend);
+  removals.push(tree.remove);
+  const { spot } = tree;
+  // Published side by side into one tree, as concurrent publishers may.
+  const [open, team, ops, secret] = await Promise.all([
+    publishRepo(spot, layouts.public, images.public, 'public/hello:1.0'),
+    publishRepo(spot, layouts.team, images.team.image, 'team/app:v1'),
+    publishRepo(spot, layouts.ops, images.ops, 'ops/tool:v1'),
+    publishRepo(spot, layouts.secret, images.secret, 'secret/vault:v1', { protected: true }),
+  ]);
+  const repos = { public: open, team: { ...team, artifact: images.team.artifact.digest }, ops, secret };
+  return { ...keys, dataDir: spot.location, env: spot.env, repos };
+}
+
+const building = new Map<BackendName, Promise<Fixture>>();
+/** The PKI and the published tree on `backend`, made once by whichever of its suites asks first. */
+function fixture(backend: BackendName): Promise<Fixture> {
+  const built = building.get(backend) ?? buildFixture(backend);
+  building.set(backend, built);
+  return built;
 }
 
 function writeHtpasswd(file: string, users: Record<string, string>): void {
@@ -243,7 +273,7 @@ function serverFiles(
 }
 
 async function startServer(f: Fixture, config: string): Promise<DerrickServer> {
-  const server = await startDerrickServer(f.dataDir, { args: ['--config', config] });
+  const server = await startDerrickServer(f.dataDir, { args: ['--config', config], env: f.env });
   assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/, 'the ready line names an https URL');
   return server;
 }
@@ -347,372 +377,394 @@ const BASIC = {
 /** What skopeo says when derrick refuses a client (401 or 403, from the registry or the token endpoint). */
 const REFUSED = /unauthorized|denied|authentication required|insufficient_scope/i;
 
-describe('derrick serve over HTTPS with users, tokens, client certificates and access rules', () => {
-  let f!: Fixture;
-  let server: DerrickServer | undefined;
-  const host = (): string => {
-    assert.ok(server, 'derrick serve did not start');
-    return server.host;
-  };
-  const live = (): DerrickServer => {
-    assert.ok(server, 'derrick serve did not start');
-    return server;
-  };
-  const docker = (repo: Repo): string => `docker://${host()}/${repo.name}:${repo.tag}`;
+for (const backend of BACKENDS)
+  describe(`${backend} tree: derrick serve over HTTPS with users, tokens, client certificates and access rules`, () => {
+    let f!: Fixture;
+    let server: DerrickServer | undefined;
+    const host = (): string => {
+      assert.ok(server, 'derrick serve did not start');
+      return server.host;
+    };
+    const live = (): DerrickServer => {
+      assert.ok(server, 'derrick serve did not start');
+      return server;
+    };
+    const docker = (repo: Repo): string => `docker://${host()}/${repo.name}:${repo.tag}`;
 
-  before(async () => {
-    f = await fixture();
-    const { config } = serverFiles(f, 'main');
-    server = await startServer(f, config);
-  });
-  after(() => stopServer(server));
+    before(async () => {
+      f = await fixture(backend);
+      const { config } = serverFiles(f, 'main');
+      server = await startServer(f, config);
+    });
+    after(() => stopServer(server));
 
-  test('TLS is really verified: skopeo refuses derrick without the test CA, and trusts it with --cert-dir', async () => {
-    const { public: open } = f.repos;
-    await skopeoFails(['inspect', docker(open)], /certificate signed by unknown authority|x509/i);
-    const inspected = JSON.parse(await skopeoOk(['inspect', '--cert-dir', f.trust, docker(open)])) as Inspect;
-    assert.equal(inspected.Digest, open.digest);
-  });
+    test('TLS is really verified: skopeo refuses derrick without the test CA, and trusts it with --cert-dir', async () => {
+      const { public: open } = f.repos;
+      await skopeoFails(['inspect', docker(open)], /certificate signed by unknown authority|x509/i);
+      const inspected = JSON.parse(
+        await skopeoOk(['inspect', '--cert-dir', f.trust, docker(open)]),
+      ) as Inspect;
+      assert.equal(inspected.Digest, open.digest);
+    });
 
-  test('1. skopeo --creds: an allowed user inspects and copies; a wrong password, a user not allowed and anonymous on the protected repository fail', async () => {
-    const { team, secret, public: open } = f.repos;
-    const inspected = JSON.parse(
-      await skopeoOk(['inspect', '--creds', creds('alice'), '--cert-dir', f.trust, docker(team)]),
-    ) as Inspect;
-    assert.equal(inspected.Digest, team.digest);
-    assert.equal(inspected.Name, `${host()}/${team.name}`);
-    assert.deepEqual(inspected.RepoTags, [team.tag]);
+    test('1. skopeo --creds: an allowed user inspects and copies; a wrong password, a user not allowed and anonymous on the protected repository fail', async () => {
+      const { team, secret, public: open } = f.repos;
+      const inspected = JSON.parse(
+        await skopeoOk(['inspect', '--creds', creds('alice'), '--cert-dir', f.trust, docker(team)]),
+      ) as Inspect;
+      assert.equal(inspected.Digest, team.digest);
+      assert.equal(inspected.Name, `${host()}/${team.name}`);
+      assert.deepEqual(inspected.RepoTags, [team.tag]);
 
-    const destination = fresh('copy');
-    await skopeoOk([
-      'copy',
-      '--quiet',
-      '--src-creds',
-      creds('alice'),
-      '--src-cert-dir',
-      f.trust,
-      docker(team),
-      `oci:${destination}:${team.tag}`,
-    ]);
-    const copied = await skopeoOk(['inspect', '--raw', `oci:${destination}:${team.tag}`]);
-    assert.equal(digestOf(copied), team.digest, 'the copied manifest is not the published one');
-
-    // Any authenticated user may pull the protected repository (its rule admits anonymous).
-    const vault = JSON.parse(
-      await skopeoOk(['inspect', '--creds', creds('bob'), '--cert-dir', f.trust, docker(secret)]),
-    ) as Inspect;
-    assert.equal(vault.Digest, secret.digest);
-
-    await skopeoFails(
-      ['inspect', '--creds', 'alice:not-her-password', '--cert-dir', f.trust, docker(team)],
-      /incorrect username or password/,
-    );
-    await skopeoFails(
-      ['inspect', '--creds', 'mallory:whatever', '--cert-dir', f.trust, docker(team)],
-      /incorrect username or password/,
-    );
-    await skopeoFails(['inspect', '--creds', creds('bob'), '--cert-dir', f.trust, docker(team)], REFUSED);
-    await skopeoFails(
-      [
+      const destination = fresh('copy');
+      await skopeoOk([
         'copy',
         '--quiet',
         '--src-creds',
-        creds('bob'),
+        creds('alice'),
         '--src-cert-dir',
         f.trust,
         docker(team),
-        `oci:${fresh('copy')}:x`,
-      ],
-      REFUSED,
-    );
-    await skopeoFails(['inspect', '--cert-dir', f.trust, docker(secret)], REFUSED);
-    // …while anonymous pulls what anonymous may: the failures above are the rules, not the connection.
-    const hello = JSON.parse(await skopeoOk(['inspect', '--cert-dir', f.trust, docker(open)])) as Inspect;
-    assert.equal(hello.Digest, open.digest);
-  });
+        `oci:${destination}:${team.tag}`,
+      ]);
+      const copied = await skopeoOk(['inspect', '--raw', `oci:${destination}:${team.tag}`]);
+      assert.equal(digestOf(copied), team.digest, 'the copied manifest is not the published one');
 
-  test('2. mutual TLS: a client certificate named in a cert: rule pulls without credentials; an expired or revoked one, or one from another CA, does not', async () => {
-    const { team, ops, secret } = f.repos;
-    const inspected = JSON.parse(
-      await skopeoOk(['inspect', '--cert-dir', f.robotDir, docker(team)]),
-    ) as Inspect;
-    assert.equal(inspected.Digest, team.digest);
-    const destination = fresh('copy-mtls');
-    await skopeoOk(['copy', '--quiet', '--src-cert-dir', f.robotDir, docker(team), `oci:${destination}:v1`]);
-    assert.equal(digestOf(await skopeoOk(['inspect', '--raw', `oci:${destination}:v1`])), team.digest);
-    // A verified certificate is an authenticated client: the protected repository is open to it too.
-    const vault = JSON.parse(
-      await skopeoOk(['inspect', '--cert-dir', f.robotDir, docker(secret)]),
-    ) as Inspect;
-    assert.equal(vault.Digest, secret.digest);
-    // ops/** is bob's alone.
-    await skopeoFails(['inspect', '--cert-dir', f.robotDir, docker(ops)], REFUSED);
+      // Any authenticated user may pull the protected repository (its rule admits anonymous).
+      const vault = JSON.parse(
+        await skopeoOk(['inspect', '--creds', creds('bob'), '--cert-dir', f.trust, docker(secret)]),
+      ) as Inspect;
+      assert.equal(vault.Digest, secret.digest);
 
-    for (const dir of [f.expiredDir, f.otherCaDir, f.revokedDir])
-      await skopeoFails(['inspect', '--cert-dir', dir, docker(team)], REFUSED);
+      await skopeoFails(
+        ['inspect', '--creds', 'alice:not-her-password', '--cert-dir', f.trust, docker(team)],
+        /incorrect username or password/,
+      );
+      await skopeoFails(
+        ['inspect', '--creds', 'mallory:whatever', '--cert-dir', f.trust, docker(team)],
+        /incorrect username or password/,
+      );
+      await skopeoFails(['inspect', '--creds', creds('bob'), '--cert-dir', f.trust, docker(team)], REFUSED);
+      await skopeoFails(
+        [
+          'copy',
+          '--quiet',
+          '--src-creds',
+          creds('bob'),
+          '--src-cert-dir',
+          f.trust,
+          docker(team),
+          `oci:${fresh('copy')}:x`,
+        ],
+        REFUSED,
+      );
+      await skopeoFails(['inspect', '--cert-dir', f.trust, docker(secret)], REFUSED);
+      // …while anonymous pulls what anonymous may: the failures above are the rules, not the connection.
+      const hello = JSON.parse(await skopeoOk(['inspect', '--cert-dir', f.trust, docker(open)])) as Inspect;
+      assert.equal(hello.Digest, open.digest);
+    });
 
-    // Why they fail, asked directly: derrick saw those certificates and refused them.
-    for (const [cert, why] of [
-      [f.expired, /expired/i],
-      [f.otherCa, /UNABLE_TO_VERIFY_LEAF_SIGNATURE/],
-      [f.revoked, /revoked/i],
-    ] as const) {
-      const answer = await request(f, live(), `/v2/${team.name}/tags/list`, { cert });
-      const error = assertOciError(answer, 401, 'UNAUTHORIZED');
-      assert.match(error.message, /client certificate was not accepted/);
-      assert.match(error.message, why);
-      assert.match(header(answer, 'www-authenticate') ?? '', /^Bearer realm=/);
-    }
-    const accepted = await request(f, live(), `/v2/${team.name}/tags/list`, { cert: f.robot });
-    assert.equal(accepted.statusCode, 200, accepted.body);
-  });
-
-  test('3. skopeo --registry-token with a token from GET /auth/token works for its repository only', async () => {
-    const { team, secret, ops } = f.repos;
-    const token = await fetchToken(f, live(), BASIC.alice, [`repository:${team.name}:pull`]);
-    assert.deepEqual(granted(token), [team.name]);
-    const inspected = JSON.parse(
-      await skopeoOk(['inspect', '--registry-token', token, '--cert-dir', f.trust, docker(team)]),
-    ) as Inspect;
-    assert.equal(inspected.Digest, team.digest);
-    const destination = fresh('copy-token');
-    await skopeoOk([
-      'copy',
-      '--quiet',
-      '--src-registry-token',
-      token,
-      '--src-cert-dir',
-      f.trust,
-      docker(team),
-      `oci:${destination}:v1`,
-    ]);
-    assert.equal(digestOf(await skopeoOk(['inspect', '--raw', `oci:${destination}:v1`])), team.digest);
-
-    // Alice may pull secret/vault, but not with a token for team/app.
-    await skopeoFails(['inspect', '--registry-token', token, '--cert-dir', f.trust, docker(secret)], REFUSED);
-    await skopeoFails(['inspect', '--registry-token', token, '--cert-dir', f.trust, docker(ops)], REFUSED);
-    // Bob asks for team/app and is given a token without it.
-    const bobs = await fetchToken(f, live(), BASIC.bob, [`repository:${team.name}:pull`]);
-    assert.deepEqual(granted(bobs), []);
-    await skopeoFails(['inspect', '--registry-token', bobs, '--cert-dir', f.trust, docker(team)], REFUSED);
-    // A token for ops/tool works there and not on team/app.
-    const opsToken = await fetchToken(f, live(), BASIC.bob, [`repository:${ops.name}:pull`]);
-    assert.deepEqual(granted(opsToken), [ops.name]);
-    await skopeoOk(['inspect', '--registry-token', opsToken, '--cert-dir', f.trust, docker(ops)]);
-    await skopeoFails(
-      ['inspect', '--registry-token', opsToken, '--cert-dir', f.trust, docker(team)],
-      REFUSED,
-    );
-  });
-
-  test('4. podman login, then podman pull: the image has the published digest; a wrong password does not log in', async () => {
-    const { team } = f.repos;
-    const state = fresh('podman');
-    mkdirSync(state);
-    const authfile = path.join(state, 'auth.json');
-    writeFileSync(authfile, '{"auths":{}}\n'); // podman pull refuses an --authfile that does not exist
-    const reference = `${host()}/${team.name}:${team.tag}`;
-    const pull = () =>
-      podman(state, [
-        'pull',
+    test('2. mutual TLS: a client certificate named in a cert: rule pulls without credentials; an expired or revoked one, or one from another CA, does not', async () => {
+      const { team, ops, secret } = f.repos;
+      const inspected = JSON.parse(
+        await skopeoOk(['inspect', '--cert-dir', f.robotDir, docker(team)]),
+      ) as Inspect;
+      assert.equal(inspected.Digest, team.digest);
+      const destination = fresh('copy-mtls');
+      await skopeoOk([
+        'copy',
         '--quiet',
-        '--authfile',
-        authfile,
-        '--cert-dir',
-        f.trust,
-        '--signature-policy',
-        POLICY,
-        reference,
+        '--src-cert-dir',
+        f.robotDir,
+        docker(team),
+        `oci:${destination}:v1`,
       ]);
-    const login = (password: string) =>
-      podman(state, [
-        'login',
-        '--authfile',
-        authfile,
-        '--cert-dir',
-        f.trust,
-        '-u',
-        'alice',
-        '-p',
-        password,
-        host(),
-      ]);
+      assert.equal(digestOf(await skopeoOk(['inspect', '--raw', `oci:${destination}:v1`])), team.digest);
+      // A verified certificate is an authenticated client: the protected repository is open to it too.
+      const vault = JSON.parse(
+        await skopeoOk(['inspect', '--cert-dir', f.robotDir, docker(secret)]),
+      ) as Inspect;
+      assert.equal(vault.Digest, secret.digest);
+      // ops/** is bob's alone.
+      await skopeoFails(['inspect', '--cert-dir', f.robotDir, docker(ops)], REFUSED);
 
-    const wrong = await login('not-her-password');
-    assert.notEqual(wrong.code, 0, `podman login with a wrong password succeeded: ${wrong.stdout}`);
-    // podman words it its own way ("invalid username/password"), whatever derrick's message says.
-    assert.match(wrong.stderr, /invalid username\/password|incorrect username or password|unauthorized/i);
-    const afterWrong = JSON.parse(readFileSync(authfile, 'utf8')) as { auths: Record<string, unknown> };
-    assert.equal(afterWrong.auths[host()], undefined, 'a failed login stored credentials');
-    const anonymous = await pull();
-    assert.notEqual(anonymous.code, 0, 'podman pull without logging in succeeded');
-    assert.match(anonymous.stderr, REFUSED);
+      for (const dir of [f.expiredDir, f.otherCaDir, f.revokedDir])
+        await skopeoFails(['inspect', '--cert-dir', dir, docker(team)], REFUSED);
 
-    const right = await login(PASSWORDS.alice);
-    assert.equal(right.code, 0, `podman login: ${right.stderr}`);
-    assert.match(right.stdout, /Login Succeeded/);
-    const stored = JSON.parse(readFileSync(authfile, 'utf8')) as { auths: Record<string, unknown> };
-    assert.ok(stored.auths[host()], `podman stored no credentials for ${host()}`);
-
-    const pulled = await pull();
-    assert.equal(pulled.code, 0, `podman pull: ${pulled.stderr}`);
-    const inspected = await podman(state, ['image', 'inspect', reference]);
-    assert.equal(inspected.code, 0, inspected.stderr);
-    const [image] = JSON.parse(inspected.stdout) as { Digest: string; RepoDigests: string[] }[];
-    assert.equal(image?.Digest, team.digest);
-    assert.ok(image.RepoDigests.includes(`${host()}/${team.name}@${team.digest}`), image.RepoDigests.join());
-  });
-
-  test('5. every endpoint answers every denied client, over HTTPS: anonymous 401 + challenge, users and certificates 403, tokens 401 insufficient_scope, the same for a missing repository; _catalog names only what each may pull', async () => {
-    const { public: open, team, ops, secret } = f.repos;
-    const all = [open, team, ops, secret];
-    const aliceTeamToken = await fetchToken(f, live(), BASIC.alice, [`repository:${team.name}:pull`]);
-    const aliceCatalogToken = await fetchToken(f, live(), BASIC.alice, [
-      `repository:${team.name}:pull`,
-      'registry:catalog:*',
-    ]);
-    const bobTeamToken = await fetchToken(f, live(), BASIC.bob, [`repository:${team.name}:pull`]);
-    type Kind = 'anonymous' | 'authenticated' | 'token';
-    const clients: { label: string; who: Who; kind: Kind; may: Repo[]; catalog: string[] }[] = [
-      { label: 'anonymous', who: {}, kind: 'anonymous', may: [open], catalog: [open.name] },
-      {
-        label: 'alice (Basic)',
-        who: { basic: BASIC.alice },
-        kind: 'authenticated',
-        may: [open, team, secret],
-        catalog: [open.name, secret.name, team.name],
-      },
-      {
-        label: 'bob (Basic)',
-        who: { basic: BASIC.bob },
-        kind: 'authenticated',
-        may: [open, ops, secret],
-        catalog: [ops.name, open.name, secret.name],
-      },
-      {
-        label: 'ci-robot (client certificate)',
-        who: { cert: f.robot },
-        kind: 'authenticated',
-        may: [open, team, secret],
-        catalog: [open.name, secret.name, team.name],
-      },
-      {
-        label: "alice's token for team/app",
-        who: { bearer: aliceTeamToken },
-        kind: 'token',
-        may: [open, team],
-        catalog: [open.name, team.name],
-      },
-      {
-        label: "alice's token for team/app and the catalog",
-        who: { bearer: aliceCatalogToken },
-        kind: 'token',
-        may: [open, team],
-        // The catalog scope lists what alice's identities may pull, beyond what the token grants.
-        catalog: [open.name, secret.name, team.name],
-      },
-      {
-        label: "bob's token (team/app asked for, nothing granted)",
-        who: { bearer: bobTeamToken },
-        kind: 'token',
-        may: [open],
-        catalog: [open.name],
-      },
-    ];
-    const endpoints = (repo: Repo): [string, string][] => [
-      ['manifest by tag', `/v2/${repo.name}/manifests/${repo.tag}`],
-      ['manifest by digest', `/v2/${repo.name}/manifests/${repo.digest}`],
-      ['blob', `/v2/${repo.name}/blobs/${repo.layer}`],
-      ['tags/list', `/v2/${repo.name}/tags/list`],
-      ['referrers', `/v2/${repo.name}/referrers/${repo.digest}`],
-    ];
-    const realm = `https://${host()}/auth/token`;
-    let denials = 0;
-    for (const client of clients) {
-      for (const repo of all) {
-        const allowed = client.may.includes(repo);
-        for (const [what, url] of endpoints(repo))
-          for (const method of ['GET', 'HEAD'] as const) {
-            const context = `${client.label}: ${method} ${url} (${what})`;
-            const answer = await request(f, live(), url, client.who, method);
-            if (allowed) {
-              assert.equal(answer.statusCode, 200, `${context}: ${answer.body}`);
-              continue;
-            }
-            denials++;
-            const challenge = header(answer, 'www-authenticate');
-            if (client.kind === 'authenticated') {
-              assert.equal(answer.statusCode, 403, context);
-              if (method === 'GET') assertOciError(answer, 403, 'DENIED');
-              continue;
-            }
-            assert.equal(answer.statusCode, 401, context);
-            if (method === 'GET') assertOciError(answer, 401, 'UNAUTHORIZED');
-            const scope = `,scope="repository:${repo.name}:pull"`;
-            const error = client.kind === 'token' ? ',error="insufficient_scope"' : '';
-            assert.equal(challenge, `Bearer realm="${realm}",service="${SERVICE}"${scope}${error}`, context);
-          }
+      // Why they fail, asked directly: derrick saw those certificates and refused them.
+      for (const [cert, why] of [
+        [f.expired, /expired/i],
+        [f.otherCa, /UNABLE_TO_VERIFY_LEAF_SIGNATURE/],
+        [f.revoked, /revoked/i],
+      ] as const) {
+        const answer = await request(f, live(), `/v2/${team.name}/tags/list`, { cert });
+        const error = assertOciError(answer, 401, 'UNAUTHORIZED');
+        assert.match(error.message, /client certificate was not accepted/);
+        assert.match(error.message, why);
+        assert.match(header(answer, 'www-authenticate') ?? '', /^Bearer realm=/);
       }
-      const catalog = await request(f, live(), '/v2/_catalog', client.who);
-      assert.equal(catalog.statusCode, 200, `${client.label}: _catalog: ${catalog.body}`);
-      const listed = (JSON.parse(catalog.body) as { repositories: string[] }).repositories;
-      assert.deepEqual(listed, client.catalog, `${client.label}: _catalog`);
-      if (client.kind !== 'token' || client.who.bearer !== aliceCatalogToken)
-        assert.deepEqual(
-          listed,
-          client.may.map((repo) => repo.name).sort(),
-          `${client.label}: _catalog lists exactly what it may pull`,
-        );
-    }
-    assert.equal(denials, 2 * 5 * (3 + 1 + 1 + 1 + 2 + 2 + 3), 'every denied combination was asked');
-
-    // The referrers of team/app, to a client that may pull it, do name its artifact (the endpoint really answers).
-    const referrers = await request(f, live(), `/v2/${team.name}/referrers/${team.digest}`, {
-      basic: BASIC.alice,
+      const accepted = await request(f, live(), `/v2/${team.name}/tags/list`, { cert: f.robot });
+      assert.equal(accepted.statusCode, 200, accepted.body);
     });
-    const index = JSON.parse(referrers.body) as { manifests: { digest: string }[] };
-    assert.deepEqual(
-      index.manifests.map((manifest) => manifest.digest),
-      [team.artifact],
-    );
 
-    // A denied client learns nothing from the tree: a missing repository under the same rule looks the same, on
-    // every endpoint (status, challenge, body), referrers included.
-    const missingName = 'team/not-published';
-    const missingRepo: Repo = { ...team, name: missingName };
-    const missingUrls = endpoints(missingRepo);
-    for (const who of [{}, { basic: BASIC.bob }, { bearer: bobTeamToken }] as Who[])
-      for (const [i, [what, url]] of endpoints(team).entries())
-        for (const method of ['GET', 'HEAD'] as const) {
-          const missingUrl = missingUrls[i]?.[1];
-          assert.ok(missingUrl !== undefined);
-          const existing = await request(f, live(), url, who, method);
-          const missing = await request(f, live(), missingUrl, who, method);
-          const context = `${JSON.stringify(Object.keys(who))}: ${method} ${what}`;
-          assert.ok(existing.statusCode === 401 || existing.statusCode === 403, context);
-          assert.equal(missing.statusCode, existing.statusCode, context);
-          assert.equal(
-            header(missing, 'www-authenticate')?.replaceAll(missingName, team.name),
-            header(existing, 'www-authenticate'),
-            context,
-          );
-          assert.equal(missing.body.replaceAll(missingName, team.name), existing.body, context);
+    test('3. skopeo --registry-token with a token from GET /auth/token works for its repository only', async () => {
+      const { team, secret, ops } = f.repos;
+      const token = await fetchToken(f, live(), BASIC.alice, [`repository:${team.name}:pull`]);
+      assert.deepEqual(granted(token), [team.name]);
+      const inspected = JSON.parse(
+        await skopeoOk(['inspect', '--registry-token', token, '--cert-dir', f.trust, docker(team)]),
+      ) as Inspect;
+      assert.equal(inspected.Digest, team.digest);
+      const destination = fresh('copy-token');
+      await skopeoOk([
+        'copy',
+        '--quiet',
+        '--src-registry-token',
+        token,
+        '--src-cert-dir',
+        f.trust,
+        docker(team),
+        `oci:${destination}:v1`,
+      ]);
+      assert.equal(digestOf(await skopeoOk(['inspect', '--raw', `oci:${destination}:v1`])), team.digest);
+
+      // Alice may pull secret/vault, but not with a token for team/app.
+      await skopeoFails(
+        ['inspect', '--registry-token', token, '--cert-dir', f.trust, docker(secret)],
+        REFUSED,
+      );
+      await skopeoFails(['inspect', '--registry-token', token, '--cert-dir', f.trust, docker(ops)], REFUSED);
+      // Bob asks for team/app and is given a token without it.
+      const bobs = await fetchToken(f, live(), BASIC.bob, [`repository:${team.name}:pull`]);
+      assert.deepEqual(granted(bobs), []);
+      await skopeoFails(['inspect', '--registry-token', bobs, '--cert-dir', f.trust, docker(team)], REFUSED);
+      // A token for ops/tool works there and not on team/app.
+      const opsToken = await fetchToken(f, live(), BASIC.bob, [`repository:${ops.name}:pull`]);
+      assert.deepEqual(granted(opsToken), [ops.name]);
+      await skopeoOk(['inspect', '--registry-token', opsToken, '--cert-dir', f.trust, docker(ops)]);
+      await skopeoFails(
+        ['inspect', '--registry-token', opsToken, '--cert-dir', f.trust, docker(team)],
+        REFUSED,
+      );
+    });
+
+    test('4. podman login, then podman pull: the image has the published digest; a wrong password does not log in', async () => {
+      const { team } = f.repos;
+      const state = fresh('podman');
+      mkdirSync(state);
+      const authfile = path.join(state, 'auth.json');
+      writeFileSync(authfile, '{"auths":{}}\n'); // podman pull refuses an --authfile that does not exist
+      const reference = `${host()}/${team.name}:${team.tag}`;
+      const pull = () =>
+        podman(state, [
+          'pull',
+          '--quiet',
+          '--authfile',
+          authfile,
+          '--cert-dir',
+          f.trust,
+          '--signature-policy',
+          POLICY,
+          reference,
+        ]);
+      const login = (password: string) =>
+        podman(state, [
+          'login',
+          '--authfile',
+          authfile,
+          '--cert-dir',
+          f.trust,
+          '-u',
+          'alice',
+          '-p',
+          password,
+          host(),
+        ]);
+
+      const wrong = await login('not-her-password');
+      assert.notEqual(wrong.code, 0, `podman login with a wrong password succeeded: ${wrong.stdout}`);
+      // podman words it its own way ("invalid username/password"), whatever derrick's message says.
+      assert.match(wrong.stderr, /invalid username\/password|incorrect username or password|unauthorized/i);
+      const afterWrong = JSON.parse(readFileSync(authfile, 'utf8')) as { auths: Record<string, unknown> };
+      assert.equal(afterWrong.auths[host()], undefined, 'a failed login stored credentials');
+      const anonymous = await pull();
+      assert.notEqual(anonymous.code, 0, 'podman pull without logging in succeeded');
+      assert.match(anonymous.stderr, REFUSED);
+
+      const right = await login(PASSWORDS.alice);
+      assert.equal(right.code, 0, `podman login: ${right.stderr}`);
+      assert.match(right.stdout, /Login Succeeded/);
+      const stored = JSON.parse(readFileSync(authfile, 'utf8')) as { auths: Record<string, unknown> };
+      assert.ok(stored.auths[host()], `podman stored no credentials for ${host()}`);
+
+      const pulled = await pull();
+      assert.equal(pulled.code, 0, `podman pull: ${pulled.stderr}`);
+      const inspected = await podman(state, ['image', 'inspect', reference]);
+      assert.equal(inspected.code, 0, inspected.stderr);
+      const [image] = JSON.parse(inspected.stdout) as { Digest: string; RepoDigests: string[] }[];
+      assert.equal(image?.Digest, team.digest);
+      assert.ok(
+        image.RepoDigests.includes(`${host()}/${team.name}@${team.digest}`),
+        image.RepoDigests.join(),
+      );
+    });
+
+    test('5. every endpoint answers every denied client, over HTTPS: anonymous 401 + challenge, users and certificates 403, tokens 401 insufficient_scope, the same for a missing repository; _catalog names only what each may pull', async () => {
+      const { public: open, team, ops, secret } = f.repos;
+      const all = [open, team, ops, secret];
+      const aliceTeamToken = await fetchToken(f, live(), BASIC.alice, [`repository:${team.name}:pull`]);
+      const aliceCatalogToken = await fetchToken(f, live(), BASIC.alice, [
+        `repository:${team.name}:pull`,
+        'registry:catalog:*',
+      ]);
+      const bobTeamToken = await fetchToken(f, live(), BASIC.bob, [`repository:${team.name}:pull`]);
+      type Kind = 'anonymous' | 'authenticated' | 'token';
+      const clients: { label: string; who: Who; kind: Kind; may: Repo[]; catalog: string[] }[] = [
+        { label: 'anonymous', who: {}, kind: 'anonymous', may: [open], catalog: [open.name] },
+        {
+          label: 'alice (Basic)',
+          who: { basic: BASIC.alice },
+          kind: 'authenticated',
+          may: [open, team, secret],
+          catalog: [open.name, secret.name, team.name],
+        },
+        {
+          label: 'bob (Basic)',
+          who: { basic: BASIC.bob },
+          kind: 'authenticated',
+          may: [open, ops, secret],
+          catalog: [ops.name, open.name, secret.name],
+        },
+        {
+          label: 'ci-robot (client certificate)',
+          who: { cert: f.robot },
+          kind: 'authenticated',
+          may: [open, team, secret],
+          catalog: [open.name, secret.name, team.name],
+        },
+        {
+          label: "alice's token for team/app",
+          who: { bearer: aliceTeamToken },
+          kind: 'token',
+          may: [open, team],
+          catalog: [open.name, team.name],
+        },
+        {
+          label: "alice's token for team/app and the catalog",
+          who: { bearer: aliceCatalogToken },
+          kind: 'token',
+          may: [open, team],
+          // The catalog scope lists what alice's identities may pull, beyond what the token grants.
+          catalog: [open.name, secret.name, team.name],
+        },
+        {
+          label: "bob's token (team/app asked for, nothing granted)",
+          who: { bearer: bobTeamToken },
+          kind: 'token',
+          may: [open],
+          catalog: [open.name],
+        },
+      ];
+      const endpoints = (repo: Repo): [string, string][] => [
+        ['manifest by tag', `/v2/${repo.name}/manifests/${repo.tag}`],
+        ['manifest by digest', `/v2/${repo.name}/manifests/${repo.digest}`],
+        ['blob', `/v2/${repo.name}/blobs/${repo.layer}`],
+        ['tags/list', `/v2/${repo.name}/tags/list`],
+        ['referrers', `/v2/${repo.name}/referrers/${repo.digest}`],
+      ];
+      const realm = `https://${host()}/auth/token`;
+      let denials = 0;
+      for (const client of clients) {
+        for (const repo of all) {
+          const allowed = client.may.includes(repo);
+          for (const [what, url] of endpoints(repo))
+            for (const method of ['GET', 'HEAD'] as const) {
+              const context = `${client.label}: ${method} ${url} (${what})`;
+              const answer = await request(f, live(), url, client.who, method);
+              if (allowed) {
+                assert.equal(answer.statusCode, 200, `${context}: ${answer.body}`);
+                continue;
+              }
+              denials++;
+              const challenge = header(answer, 'www-authenticate');
+              if (client.kind === 'authenticated') {
+                assert.equal(answer.statusCode, 403, context);
+                if (method === 'GET') assertOciError(answer, 403, 'DENIED');
+                continue;
+              }
+              assert.equal(answer.statusCode, 401, context);
+              if (method === 'GET') assertOciError(answer, 401, 'UNAUTHORIZED');
+              const scope = `,scope="repository:${repo.name}:pull"`;
+              const error = client.kind === 'token' ? ',error="insufficient_scope"' : '';
+              assert.equal(
+                challenge,
+                `Bearer realm="${realm}",service="${SERVICE}"${scope}${error}`,
+                context,
+              );
+            }
         }
-    // To a client that may pull there, a missing repository has no referrers: "the registry MUST NOT return a
-    // `404 Not Found` to a referrers API requests".
-    const none = await request(f, live(), `/v2/${missingName}/referrers/${team.digest}`, {
-      basic: BASIC.alice,
-    });
-    assert.equal(none.statusCode, 200, none.body);
-    assert.equal(header(none, 'content-type'), 'application/vnd.oci.image.index.v1+json');
-    assert.deepEqual(JSON.parse(none.body), {
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [],
+        const catalog = await request(f, live(), '/v2/_catalog', client.who);
+        assert.equal(catalog.statusCode, 200, `${client.label}: _catalog: ${catalog.body}`);
+        const listed = (JSON.parse(catalog.body) as { repositories: string[] }).repositories;
+        assert.deepEqual(listed, client.catalog, `${client.label}: _catalog`);
+        if (client.kind !== 'token' || client.who.bearer !== aliceCatalogToken)
+          assert.deepEqual(
+            listed,
+            client.may.map((repo) => repo.name).sort(),
+            `${client.label}: _catalog lists exactly what it may pull`,
+          );
+      }
+      assert.equal(denials, 2 * 5 * (3 + 1 + 1 + 1 + 2 + 2 + 3), 'every denied combination was asked');
+
+      // The referrers of team/app, to a client that may pull it, do name its artifact (the endpoint really answers).
+      const referrers = await request(f, live(), `/v2/${team.name}/referrers/${team.digest}`, {
+        basic: BASIC.alice,
+      });
+      const index = JSON.parse(referrers.body) as { manifests: { digest: string }[] };
+      assert.deepEqual(
+        index.manifests.map((manifest) => manifest.digest),
+        [team.artifact],
+      );
+
+      // A denied client learns nothing from the tree: a missing repository under the same rule looks the same, on
+      // every endpoint (status, challenge, body), referrers included.
+      const missingName = 'team/not-published';
+      const missingRepo: Repo = { ...team, name: missingName };
+      const missingUrls = endpoints(missingRepo);
+      for (const who of [{}, { basic: BASIC.bob }, { bearer: bobTeamToken }] as Who[])
+        for (const [i, [what, url]] of endpoints(team).entries())
+          for (const method of ['GET', 'HEAD'] as const) {
+            const missingUrl = missingUrls[i]?.[1];
+            assert.ok(missingUrl !== undefined);
+            const existing = await request(f, live(), url, who, method);
+            const missing = await request(f, live(), missingUrl, who, method);
+            const context = `${JSON.stringify(Object.keys(who))}: ${method} ${what}`;
+            assert.ok(existing.statusCode === 401 || existing.statusCode === 403, context);
+            assert.equal(missing.statusCode, existing.statusCode, context);
+            assert.equal(
+              header(missing, 'www-authenticate')?.replaceAll(missingName, team.name),
+              header(existing, 'www-authenticate'),
+              context,
+            );
+            assert.equal(missing.body.replaceAll(missingName, team.name), existing.body, context);
+          }
+      // To a client that may pull there, a missing repository has no referrers: "the registry MUST NOT return a
+      // `404 Not Found` to a referrers API requests".
+      const none = await request(f, live(), `/v2/${missingName}/referrers/${team.digest}`, {
+        basic: BASIC.alice,
+      });
+      assert.equal(none.statusCode, 200, none.body);
+      assert.equal(header(none, 'content-type'), 'application/vnd.oci.image.index.v1+json');
+      assert.deepEqual(JSON.parse(none.body), {
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [],
+      });
     });
   });
-});
 
+// On the file system only: a changed htpasswd file and a SIGHUP reload change who may pull, never how the tree is
+// read (the reload leaves the tree as it is; the S3 suite above pulls every repository under these rules).
 describe('a running derrick picks up a changed htpasswd file and, on SIGHUP, changed access rules', () => {
   let f!: Fixture;
   let server: DerrickServer | undefined;
@@ -734,7 +786,7 @@ describe('a running derrick picks up a changed htpasswd file and, on SIGHUP, cha
   };
 
   before(async () => {
-    f = await fixture();
+    f = await fixture('fs');
     files = serverFiles(f, 'live');
     server = await startServer(f, files.config);
   });
@@ -821,12 +873,13 @@ function serveInvalid(config: string): Promise<RunResult & { served: boolean }> 
   return runDerrickWithoutServing(['serve', '--config', config, '--no-access-log']);
 }
 
+// On the file system only: each case is refused before any tree is read (the start stops at the configuration).
 describe('an invalid configuration at start', () => {
   let f!: Fixture;
   let dir = '';
   let htpasswd = '';
   before(async () => {
-    f = await fixture();
+    f = await fixture('fs');
     dir = fresh('invalid');
     mkdirSync(dir);
     htpasswd = path.join(dir, 'htpasswd');
@@ -932,6 +985,8 @@ describe('an invalid configuration at start', () => {
   });
 });
 
+// On the file system only: what is tested is the reload reaching both workers; two workers serving an S3 tree
+// are test/e2e/proxy.test.ts's (its pulls are spread over both).
 describe('workers: 2, SIGHUP to the primary', () => {
   let f!: Fixture;
   let server: DerrickServer | undefined;
@@ -942,7 +997,7 @@ describe('workers: 2, SIGHUP to the primary', () => {
   };
 
   before(async () => {
-    f = await fixture();
+    f = await fixture('fs');
     files = serverFiles(f, 'workers', { workers: 2 });
     server = await startServer(f, files.config);
   });
