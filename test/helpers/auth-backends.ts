@@ -6,17 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { Config } from '../../src/config/schema.ts';
 import { buildApp, type AppOptions } from '../../src/http/app.ts';
 import { openBackend } from '../../src/store/open-backend.ts';
 import { Tree } from '../../src/store/tree.ts';
-import { PASSWORDS, writeHtpasswd, type AuthTree } from './auth.ts';
+import { authTree, type AuthTree } from './auth.ts';
 import type { BackendName, TreeSpot } from './backends.ts';
-import { imageWithReferrerLayout } from './images.ts';
-import { header, openTree, publishInto, suiteTree, type Answered } from './server.ts';
+import { header, suiteTree, type Answered } from './server.ts';
 
 export interface AuthTreeOn extends AuthTree {
   backend: BackendName;
@@ -33,22 +31,7 @@ export interface AuthTreeOn extends AuthTree {
 export async function authTreeOn(backend: BackendName, dir: string): Promise<AuthTreeOn> {
   mkdirSync(dir, { recursive: true });
   const { spot, remove } = await suiteTree(backend);
-  const layout = path.join(dir, 'layout');
-  const { image, artifact } = await imageWithReferrerLayout(layout, 'latest');
-  const source = `oci:${layout}:latest`;
-  await publishInto(spot, source, ['public/app:1', 'team/app:1', 'norule/app:1']);
-  await publishInto(spot, source, ['open/app:1', 'secret/app:1'], { protected: true });
-  const tree = await openTree(spot);
-  const lookup = await tree.readRecord('secret/app').finally(() => tree.backend.close());
-  assert.ok(lookup.found);
-  assert.equal(lookup.repository.protected, true);
-  const layer = [...lookup.repository.blobs.keys()].find(
-    (digest) => !lookup.repository.manifests.has(digest),
-  );
-  assert.ok(layer !== undefined);
-  const htpasswd = path.join(dir, 'htpasswd');
-  writeHtpasswd(htpasswd, PASSWORDS);
-  return { backend, spot, dataDir: spot.location, htpasswd, image, artifact, layer, remove };
+  return { ...(await authTree(dir, spot)), backend, spot, remove };
 }
 
 /**
