@@ -139,10 +139,12 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     let blobsCopied = 0;
     let bytesCopied = 0;
     const toCopy: { digest: string; size: number }[] = [];
-    for (const blob of collected.blobs.values()) {
-      if (await reuse(tree, blob.digest, blob.size)) blobsReused++;
+    const blobs = [...collected.blobs.values()];
+    const present = await atOnce(blobs, (blob) => reuse(tree, blob.digest, blob.size));
+    blobs.forEach((blob, i) => {
+      if (present[i]) blobsReused++;
       else toCopy.push(blob);
-    }
+    });
     progress.phase(
       'copying',
       toCopy.reduce((sum, blob) => sum + blob.size, 0),
@@ -189,7 +191,17 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     signal?.throwIfAborted();
     committing = true;
     signal?.addEventListener('abort', () => options.onLateAbort?.(), { once: true });
-    while (pending.length > 0) await pending.shift()?.commit();
+    // Each commit makes one verified object appear and none depends on another: they go together. After a failure
+    // the ones not yet begun are thrown away instead, as a commit in turn would have.
+    let failure: { error: unknown } | undefined;
+    await atOnce(pending.splice(0), (staged) =>
+      failure
+        ? staged.discard()
+        : staged.commit().catch((error: unknown) => {
+            failure ??= { error };
+          }),
+    );
+    if (failure) throw failure.error;
     const repositories = [];
     for (const destination of destinations) {
       await linkContent(tree, destination.name, collected, foreignLayers);
@@ -223,16 +235,31 @@ async function reuse(tree: Tree, digest: string, size: number): Promise<boolean>
   return true;
 }
 
+/** Runs `work` on every item, AT_ONCE at a time, and gives the results in the items' order. */
+async function atOnce<T, R>(items: readonly T[], work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < items.length; i = next++) results[i] = await work(items[i] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(AT_ONCE, items.length) }, worker));
+  return results;
+}
+
+/** Object-store calls a publish has in flight at once for its per-blob steps (each one a round trip or two). */
+const AT_ONCE = 8;
+
 async function linkContent(tree: Tree, name: string, collected: Collected, foreign: string[]): Promise<void> {
   const { backend } = tree;
+  const links: [string, string][] = [];
   for (const blob of collected.blobs.values()) {
-    if (!foreign.includes(blob.digest))
-      await backend.link(contentKey(blob.digest), blobLinkKey(name, blob.digest));
+    if (!foreign.includes(blob.digest)) links.push([contentKey(blob.digest), blobLinkKey(name, blob.digest)]);
   }
   for (const manifest of collected.manifests.values()) {
     const { digest } = manifest;
-    await backend.link(contentKey(digest), manifestLinkKey(name, manifest.parsed.mediaType, digest));
+    links.push([contentKey(digest), manifestLinkKey(name, manifest.parsed.mediaType, digest)]);
   }
+  await atOnce(links, ([from, to]) => backend.link(from, to));
 }
 
 function entryFor(manifest: CollectedManifest, foreign: string[]): ManifestEntry {

@@ -72,7 +72,8 @@ export async function fileBlob(file: string): Promise<BlobBytes | undefined> {
     const handle = await fs.open(file, 'r').catch((error: unknown) => {
       throw new SourceError(`cannot read ${file}: ${ioReason(error)}`);
     });
-    return handle.createReadStream();
+    // 1 MiB reads, not the default 64 KiB: a sixteenth of the reads, callbacks and buffers for the collector.
+    return handle.createReadStream({ highWaterMark: 1024 * 1024 });
   };
   return { kind: 'stream', open, where: file };
 }

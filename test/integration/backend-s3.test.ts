@@ -22,6 +22,7 @@ import { DataDirError } from '../../src/store/data-dir.ts';
 import { openS3Backend } from '../../src/store/s3/s3-backend.ts';
 import type { S3Options } from '../../src/store/s3/s3-client.ts';
 import { StorageError } from '../../src/store/storage-error.ts';
+import { DigestMismatchError } from '../../src/store/content.ts';
 import { freshBucket, freshS3Backend, rawClient, s3Env, s3Url } from '../helpers/s3.ts';
 
 const sha256 = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -37,6 +38,8 @@ interface Proxy {
   throttled: number;
   /** Requests passed on to RGW so far. */
   forwarded: number;
+  /** Every PUT forwarded: its URL, the payload hash it was signed with, and the SHA-256 of the body it carried. */
+  puts: { url: string; signedSha256: string | undefined; bodySha256: string }[];
 }
 
 /**
@@ -50,6 +53,7 @@ async function startProxy(t: TestContext, { throttle = 0, corrupt = false } = {}
     url: '',
     throttled: 0,
     forwarded: 0,
+    puts: [],
     down: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -83,14 +87,26 @@ async function startProxy(t: TestContext, { throttle = 0, corrupt = false } = {}
     );
     upstream.on('error', () => response.destroy());
     let first = corrupt && request.method === 'PUT';
+    const body = createHash('sha256');
     request.on('data', (chunk: Buffer) => {
       if (first && chunk.length > 0) {
         chunk[0] = chunk[0]! ^ 0xff;
         first = false;
       }
+      body.update(chunk);
       upstream.write(chunk);
     });
-    request.on('end', () => upstream.end());
+    request.on('end', () => {
+      if (request.method === 'PUT') {
+        const signed = request.headers['x-amz-content-sha256'];
+        proxy.puts.push({
+          url: request.url ?? '',
+          signedSha256: typeof signed === 'string' ? signed : undefined,
+          bodySha256: body.digest('hex'),
+        });
+      }
+      upstream.end();
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -228,6 +244,89 @@ describe('S3 back end: faults', () => {
     const names: string[] = [];
     for await (const { name } of backend.recordNames({})) names.push(name);
     assert.deepEqual(names, ['broken']);
+  });
+});
+
+describe('S3 back end: multipart uploads', () => {
+  const PART = 8 * MIB; // put-verified.ts's PART_BYTES
+  /** The bytes in chunks of `chunk`, as a source gives them. */
+  const chunked = (bytes: Buffer, chunk: number) =>
+    Readable.from(
+      (function* () {
+        for (let i = 0; i < bytes.length; i += chunk) yield bytes.subarray(i, i + chunk);
+      })(),
+    );
+
+  test('blobs at and around the part size, in any chunking, are stored byte for byte in as many parts as they fill', async (t) => {
+    const backend = await freshS3Backend(t, 'tree');
+    const client = await rawClient();
+    t.after(() => client.destroy());
+    // [size, chunk]: exactly one and two parts, one byte over, chunks that straddle parts, one chunk of 2.5 parts.
+    const cases: [number, number][] = [
+      [PART, 64 * 1024],
+      [PART + 1, 1_000_003],
+      [2 * PART, PART],
+      [2 * PART + 5 * MIB + 7, 3 * MIB + 1],
+      [2 * PART + 4 * MIB, 2 * PART + 4 * MIB],
+    ];
+    for (const [size, chunk] of cases) {
+      const bytes = randomBytes(size);
+      const key = `v2/content/sha256/${size}-${chunk}`;
+      const pending = await backend.stage(
+        key,
+        { kind: 'stream', stream: chunked(bytes, chunk) },
+        sha256(bytes),
+        {
+          source: 's',
+          size,
+        },
+      );
+      await pending.commit();
+      const opened = await backend.open(key);
+      assert.ok(opened && (await buffer(opened.stream)).equals(bytes), `${size} in chunks of ${chunk}`);
+      // A multipart object's ETag ends in -<parts>: no empty part after a full one, no part too many.
+      const head = await client.send(new HeadObjectCommand({ Bucket: backend.bucket, Key: `tree/${key}` }));
+      assert.match(
+        head.ETag ?? '',
+        new RegExp(`-${Math.ceil(size / PART)}"$`),
+        `${size} in chunks of ${chunk}`,
+      );
+    }
+  });
+
+  test('every part is signed with the SHA-256 of the very body it carries (x-amz-content-sha256)', async (t) => {
+    const bucket = await freshBucket(t);
+    const proxy = await startProxy(t);
+    const backend = await openOn(t, bucket, { endpoint: proxy.url });
+    const bytes = randomBytes(2 * PART + 123);
+    const pending = await backend.stage(
+      'v2/content/sha256/x',
+      { kind: 'stream', stream: chunked(bytes, 64 * 1024) },
+      sha256(bytes),
+      { source: 's' },
+    );
+    await pending.commit();
+    const parts = proxy.puts.filter((put) => put.url.includes('partNumber='));
+    assert.equal(parts.length, 3);
+    for (const part of parts) assert.equal(part.signedSha256, part.bodySha256, part.url);
+  });
+
+  test('a stream longer than its declared size stops being sent once that is known, and leaves nothing', async (t) => {
+    const bucket = await freshBucket(t);
+    const proxy = await startProxy(t);
+    const backend = await openOn(t, bucket, { endpoint: proxy.url });
+    const bytes = randomBytes(5 * PART);
+    await assert.rejects(
+      backend.stage('v2/content/sha256/x', { kind: 'stream', stream: chunked(bytes, MIB) }, sha256(bytes), {
+        source: 's',
+        size: PART + 1,
+      }),
+      (error: unknown) => error instanceof DigestMismatchError && error.actualSize === bytes.length,
+    );
+    // The first part went before the second one showed the size wrong; nothing after it.
+    assert.equal(proxy.puts.filter((put) => put.url.includes('partNumber=')).length, 1);
+    assert.equal(await backend.stat('v2/content/sha256/x'), undefined);
+    assert.equal((await backend.sweepDebris(new Date(Date.now() + 3_600_000), true)).count, 0);
   });
 });
 
