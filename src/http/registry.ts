@@ -348,7 +348,11 @@ export class Registry {
   ): Promise<Answer> {
     const { defaultPageSize, maxPageSize } = this.config.catalog;
     const n = parsePageSize(query.n, maxPageSize) ?? defaultPageSize;
-    const walk = n === 0 ? [] : this.tree.walkListed(query.last === undefined ? {} : { after: query.last });
+    const expect = n + 1; // a page, and one more to know whether a next page exists
+    const walk =
+      n === 0
+        ? []
+        : this.tree.walkListed(query.last === undefined ? { expect } : { after: query.last, expect });
     return catalogAnswer(walk, n, (listed) => this.visible(viewer, listed));
   }
 

@@ -140,9 +140,11 @@ export interface Backend {
    * Repository names with a record, in byte order of the *names* (not of their keys: `a.json` sorts after
    * `a-b.json`, but `a` before `a-b`), after `after`, below the namespace `under` (itself included). A page costs
    * what it reads, not the size of the tree. Each comes with its record's version where the listing gives it for
-   * free (S3's ETag), so a reader holding that version of the record need not ask again.
+   * free (S3's ETag), so a reader holding that version of the record need not ask again. `expect`: about how many
+   * names the caller means to take (a `_catalog` page's n + 1), so that a store listing in pages reads about that
+   * many keys first, not its page size.
    */
-  recordNames(options: { after?: string; under?: string }): AsyncIterable<ListedRecord>;
+  recordNames(options: { after?: string; under?: string; expect?: number }): AsyncIterable<ListedRecord>;
 
   // Content.
   /**

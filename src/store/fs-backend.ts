@@ -227,7 +227,11 @@ export class FsBackend implements Backend {
   }
 
   /** Names only: a directory listing says nothing of a record's version (its stat signature). */
-  async *recordNames(options: { after?: string; under?: string }): AsyncIterable<ListedRecord> {
+  async *recordNames(options: {
+    after?: string;
+    under?: string;
+    expect?: number;
+  }): AsyncIterable<ListedRecord> {
     for await (const name of this.names.walk(options)) yield { name };
   }
 

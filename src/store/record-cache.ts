@@ -8,6 +8,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { Backend } from './backend.ts';
+import { Flights } from './flights.ts';
 import { recordKey } from './keys.ts';
 import type { ManifestEntry } from './record-schema.ts';
 import { parseRecord, RecordError, type Repository } from './record.ts';
@@ -28,6 +29,8 @@ interface Entry {
   cached: CachedRepository;
   /** When the back end last said this version is current (ms since the epoch). */
   checkedAt: number;
+  /** The number of the read that stored it (RecordCache.reads). */
+  order: number;
 }
 
 function derive(repository: Repository): CachedRepository {
@@ -52,8 +55,10 @@ function derive(repository: Repository): CachedRepository {
 
 export class RecordCache {
   private readonly cache: LRUCache<string, Entry> | undefined;
-  /** Records being read, with the requests that arrived meanwhile (they share the next read). */
-  private readonly flights = new Map<string, ((result: Promise<RecordResult>) => void)[]>();
+  /** Reads under way, shared by the requests that arrive together (flights.ts). */
+  private readonly flights = new Flights<RecordResult>();
+  /** Reads started so far: a read stores its record only if no later-started read stored one already. */
+  private reads = 0;
 
   constructor(
     private readonly backend: Backend,
@@ -66,10 +71,10 @@ export class RecordCache {
   /**
    * The record of `name` (already validated). Never throws for a bad record: returns its RecordError.
    *
-   * Requests for one record that arrive while it is being read share the NEXT read, which starts when that one
-   * ends: every answer still comes from a read that began after its request arrived (so a publish completed
-   * before a request is seen by it), but a hundred concurrent requests for one tag cost two round trips to an
-   * object store, not a hundred.
+   * Requests for one record that arrive together share one read, and one that arrives while reads are under way
+   * waits for the next to START (flights.ts): every answer still comes from a read that began after its request
+   * arrived (so a publish completed before a request is seen by it), but a hundred concurrent requests for one tag
+   * cost a few round trips to an object store, not a hundred.
    *
    * `listed`: the record's version as a listing made for this request saw it (a `_catalog` page on S3, whose
    * ListObjectsV2 gives each key's ETag): a record held at that version is current without asking again.
@@ -83,28 +88,13 @@ export class RecordCache {
     }
     if (hit && this.ttlMs > 0 && Date.now() - hit.checkedAt < this.ttlMs)
       return Promise.resolve({ found: true, cached: hit.cached });
-    const flight = this.flights.get(key);
-    if (flight) return new Promise((resolve) => flight.push(resolve));
-    return this.fly(key, name);
-  }
-
-  private fly(key: string, name: string): Promise<RecordResult> {
-    const waiting: ((result: Promise<RecordResult>) => void)[] = [];
-    this.flights.set(key, waiting);
-    const result = this.read(key, name);
-    const land = (): void => {
-      this.flights.delete(key);
-      if (waiting.length === 0) return;
-      const next = this.fly(key, name);
-      for (const resolve of waiting) resolve(next);
-    };
-    result.then(land, land);
-    return result;
+    return this.flights.run(key, () => this.read(key, name));
   }
 
   private async read(key: string, name: string): Promise<RecordResult> {
     const hit = this.cache?.get(key);
     const now = Date.now();
+    const order = ++this.reads;
     const read = await this.backend.read(key, hit?.version);
     switch (read.status) {
       case 'unchanged':
@@ -119,7 +109,10 @@ export class RecordCache {
       case 'found':
         try {
           const cached = derive(parseRecord(read.bytes, this.backend.describe(key), name));
-          this.cache?.set(key, { version: read.version, cached, checkedAt: now });
+          // Two reads of one key may overlap: the one that started later knows better.
+          const stored = this.cache?.get(key);
+          if (!stored || stored.order < order)
+            this.cache?.set(key, { version: read.version, cached, checkedAt: now, order });
           return { found: true, cached };
         } catch (error) {
           if (error instanceof RecordError) return { found: false, error };

@@ -112,10 +112,13 @@ export class Tree {
   }
 
   /** As walkNames, each name with its record's version where the back end's listing gives it (ListedRecord). */
-  walkListed(options: { after?: string; prefix?: string } = {}): AsyncIterable<ListedRecord> {
+  walkListed(
+    options: { after?: string; prefix?: string; expect?: number } = {},
+  ): AsyncIterable<ListedRecord> {
     return this.backend.recordNames({
       ...(options.after === undefined ? {} : { after: options.after }),
       ...(options.prefix === undefined ? {} : { under: options.prefix }),
+      ...(options.expect === undefined ? {} : { expect: options.expect }),
     });
   }
 

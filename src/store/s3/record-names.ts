@@ -44,8 +44,8 @@ export interface KeyPage {
 }
 
 export interface KeySource {
-  /** Keys starting with `prefix`, after `startAfter`, one page (of the store's size). */
-  page(prefix: string, startAfter: string | undefined): Promise<KeyPage>;
+  /** Keys starting with `prefix`, after `startAfter`, one page: of up to `maxKeys`, else of the store's size. */
+  page(prefix: string, startAfter: string | undefined, maxKeys?: number): Promise<KeyPage>;
   /** Whether an object exists at `key` (a HEAD): its version (ETag, unquoted), or undefined when absent. */
   exists(key: string): Promise<{ version?: string } | undefined>;
 }
@@ -75,7 +75,11 @@ const listed = (name: string, version: string | undefined): ListedRecord =>
 
 export async function* recordNames(
   source: KeySource,
-  { after, under }: { after?: string | undefined; under?: string | undefined },
+  {
+    after,
+    under,
+    expect,
+  }: { after?: string | undefined; under?: string | undefined; expect?: number | undefined },
 ): AsyncGenerator<ListedRecord> {
   const listPrefix = under === undefined ? APP_PREFIX : `${APP_PREFIX}${under}/`;
   const fits = (name: string): boolean =>
@@ -91,8 +95,12 @@ export async function* recordNames(
   const absent = new Set<string>();
   let startAfter = after === undefined ? undefined : APP_PREFIX + after;
   if (startAfter !== undefined && startAfter < listPrefix) startAfter = undefined;
+  // The first page as large as the caller expects to take, and a little more (a page ends before a late prefix's
+  // key costs a HEAD); the store's own size after that.
+  let maxKeys = expect === undefined ? undefined : expect + Math.ceil(expect / 8) + 2;
   for (;;) {
-    const { keys, versions, truncated } = await source.page(listPrefix, startAfter);
+    const { keys, versions, truncated } = await source.page(listPrefix, startAfter, maxKeys);
+    maxKeys = undefined;
     const last = keys.at(-1);
     for (const [i, key] of keys.entries()) {
       const name = nameOfRecordKey(key);

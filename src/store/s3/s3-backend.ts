@@ -242,13 +242,14 @@ export class S3Backend implements Backend {
     }
   }
 
-  recordNames(options: { after?: string; under?: string }): AsyncIterable<ListedRecord> {
+  recordNames(options: { after?: string; under?: string; expect?: number }): AsyncIterable<ListedRecord> {
     return recordNames(
       {
-        page: async (prefix, startAfter): Promise<KeyPage> => {
+        page: async (prefix, startAfter, maxKeys): Promise<KeyPage> => {
           const { objects, truncated } = await this.page(
             this.full(prefix),
             startAfter === undefined ? undefined : this.full(startAfter),
+            Math.min(maxKeys ?? this.pageSize, this.pageSize),
           );
           return {
             keys: objects.map((object) => this.relative(object.Key)),

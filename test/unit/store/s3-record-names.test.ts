@@ -10,17 +10,23 @@ import { compareStrings } from '../../../src/store/record.ts';
 import { latePrefixes, recordNames, type KeySource } from '../../../src/store/s3/record-names.ts';
 
 /** Sorted keys served a page at a time, counting requests. */
-function keySource(names: string[], pageSize: number): KeySource & { pages: number; heads: number } {
+function keySource(
+  names: string[],
+  pageSize: number,
+): KeySource & { pages: number; heads: number; asked: (number | undefined)[] } {
   const keys = names.map((n) => `v2/app/${n}.json`).sort(compareStrings);
   const source = {
     pages: 0,
     heads: 0,
-    page: (prefix: string, startAfter: string | undefined) => {
+    asked: [] as (number | undefined)[],
+    page: (prefix: string, startAfter: string | undefined, maxKeys?: number) => {
       source.pages++;
+      source.asked.push(maxKeys);
+      const size = Math.min(maxKeys ?? pageSize, pageSize);
       const matching = keys.filter(
         (k) => k.startsWith(prefix) && (startAfter === undefined || k > startAfter),
       );
-      return Promise.resolve({ keys: matching.slice(0, pageSize), truncated: matching.length > pageSize });
+      return Promise.resolve({ keys: matching.slice(0, size), truncated: matching.length > size });
     },
     exists: (key: string) => {
       source.heads++;
@@ -81,5 +87,16 @@ describe('S3 recordNames walk', () => {
     const source = keySource(names, 3);
     assert.deepEqual(await take(recordNames(source, {}), 100), names);
     assert.equal(source.heads, 1);
+  });
+
+  test('expect: the first listing asks for about as many keys as the caller will take, the next ones for a full page', async () => {
+    const names = Array.from({ length: 10_000 }, (_, i) => `repo-${String(i).padStart(5, '0')}`);
+    const source = keySource(names, 1000);
+    const page = await take(recordNames(source, { after: 'repo-05000', expect: 101 }), 101);
+    assert.deepEqual(page, names.slice(5001, 5102));
+    assert.deepEqual(source.asked, [116]); // 101 + 101/8 + 2
+    const more = await take(recordNames(source, { expect: 10 }), 200);
+    assert.deepEqual(more, names.slice(0, 200));
+    assert.deepEqual(source.asked.slice(1), [14, undefined]);
   });
 });
