@@ -97,7 +97,8 @@ const TRUNCATED = /<IsTruncated>(true|false)<\/IsTruncated>/;
 
 /** A ListObjectsV2 answer's objects and IsTruncated; undefined when it is not the XML expected. */
 export function parseListing(xml: string): { objects: ListedItem[]; truncated: boolean } | undefined {
-  if (!xml.includes('<ListBucketResult')) return undefined;
+  // Whole: a body cut short could still hold whole <Contents> elements, and IsTruncated comes before them.
+  if (!xml.includes('<ListBucketResult') || !xml.trimEnd().endsWith('</ListBucketResult>')) return undefined;
   const truncated = TRUNCATED.exec(xml)?.[1];
   if (truncated === undefined) return undefined;
   const objects: ListedItem[] = [];
@@ -139,8 +140,9 @@ export class LeanReader {
   async list(presigned: Promise<string>): Promise<{ objects: ListedItem[]; truncated: boolean } | undefined> {
     try {
       const url = new URL(await presigned);
-      const answer = await this.fetch(url, {});
-      return answer.status === 200 ? parseListing(answer.body.toString('utf8')) : undefined;
+      const { status, length, body } = await this.fetch(url, {});
+      const whole = length === undefined || Number(length) === body.length;
+      return status === 200 && whole ? parseListing(body.toString('utf8')) : undefined;
     } catch {
       return undefined;
     }
