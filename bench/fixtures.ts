@@ -79,8 +79,13 @@ export function runDerrick(args: string[]): Promise<{ stdout: string; stderr: st
   return runCommand(cli.command, [...cli.args, ...args]);
 }
 
-function runCommand(command: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
-  const child = spawn(command, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs a command from the repository's root; its output, or an error with its stderr when it fails. */
+export function runCommand(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ stdout: string; stderr: string }> {
+  const child = spawn(command, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

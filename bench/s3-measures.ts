@@ -18,12 +18,11 @@
  * The S3 rows' cost ratios are on requests per second (wall-clock cost: most of a request's cost on S3 is the
  * round trip to the store, not derrick's CPU), with derrick's CPU µs per request in the note.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { generatedName } from './fixtures.ts';
+import { generatedName, runCommand } from './fixtures.ts';
 import { median } from './load.ts';
 import { buildS3Fixtures, DERRICK_BUCKET, REGISTRY_BUCKET } from './s3-fixtures.ts';
 import { measureS3PublishThroughput, measureS3Visibility } from './s3-publish.ts';
@@ -95,18 +94,8 @@ const PREFIX = 'S3: ';
 // ---------------------------------------------------------------------------------------------------------------
 // Checks with a real client
 
-function skopeo(args: string[]): Promise<string> {
-  const child = spawn('skopeo', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve(stdout) : reject(new Error(`skopeo ${args.join(' ')} exited ${code}: ${stderr}`)),
-    );
-  });
+async function skopeo(args: string[]): Promise<string> {
+  return (await runCommand('skopeo', args)).stdout;
 }
 
 /** skopeo inspects `name:latest` on `server` and copies it (digests preserved): both must name `digest`. */

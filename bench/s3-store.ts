@@ -7,7 +7,6 @@
  * on ports of its own, and `stopS3` stops it. Starting goes through `S3_START` alone, so moving to the project's
  * own script is a change of one line.
  */
-import { spawn } from 'node:child_process';
 import { createReadStream, existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
@@ -18,7 +17,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { REPO_ROOT } from './servers.ts';
+import { runCommand } from './fixtures.ts';
 import { log } from './summary.ts';
 
 /** The script that starts an RGW into DIR and prints `export S3_…=…` lines, and the one that stops it. */
@@ -67,18 +66,8 @@ function endpointOf(vars: Record<string, string>, from: string, dir?: string): S
   };
 }
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
-  const child = spawn(command, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve(stdout) : reject(new Error(`${command} exited ${code}: ${stderr.slice(-2000)}`)),
-    );
-  });
+async function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return (await runCommand(command, args, env)).stdout;
 }
 
 /** The RGW to use: the one BENCH_S3_ENV names, or a fresh one under `<workDir>/s3` on free ports. */
