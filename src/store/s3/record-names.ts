@@ -29,6 +29,12 @@
  * created during the walk may be missed or come out of place, as on any listing; the next page request sees it.) The
  * cost: the keys read plus at most one HEAD per distinct prefix that falls beyond a truncated batch (an absent
  * one is remembered).
+ *
+ * Those HEADs are known only once the first listing is back: a second round trip. With `hints`, a walk from a
+ * start point it has walked from before sends the HEADs the last such walk needed together with its first listing,
+ * so a page that is asked for again (the first page of `_catalog`, every time) costs one round trip. Each HEAD is
+ * still sent after the walk began, so what it finds is as fresh as the listing; a hint that no longer fits (a
+ * prefix created or removed since) costs at most the round trip it was meant to save, never a wrong name.
  */
 import type { ListedRecord } from '../backend.ts';
 import { upperBound, compareStrings } from '../record.ts';
@@ -64,6 +70,35 @@ export function latePrefixes(name: string): string[] {
   return found;
 }
 
+/**
+ * The late prefixes the last walk from each start point HEADed (see above): a few hundred start points, the most
+ * recently used, each with at most MAX_HINTED prefixes — a bounded size, whatever the tree's.
+ */
+export class PrefixHints {
+  private readonly starts = new Map<string, readonly string[]>();
+  constructor(private readonly capacity = 256) {}
+
+  get(start: string): readonly string[] {
+    const prefixes = this.starts.get(start);
+    if (prefixes === undefined) return [];
+    this.starts.delete(start);
+    this.starts.set(start, prefixes);
+    return prefixes;
+  }
+
+  set(start: string, prefixes: readonly string[]): void {
+    this.starts.delete(start);
+    if (prefixes.length === 0) return;
+    this.starts.set(start, prefixes.slice(0, MAX_HINTED));
+    for (const oldest of this.starts.keys()) {
+      if (this.starts.size <= this.capacity) break;
+      this.starts.delete(oldest);
+    }
+  }
+}
+
+const MAX_HINTED = 32;
+
 /** The index of `key` in the sorted `keys`, or -1. */
 const indexOf = (keys: readonly string[], key: string): number => {
   const at = upperBound(keys, key, (k) => k) - 1;
@@ -80,6 +115,7 @@ export async function* recordNames(
     under,
     expect,
   }: { after?: string | undefined; under?: string | undefined; expect?: number | undefined },
+  hints?: PrefixHints,
 ): AsyncGenerator<ListedRecord> {
   const listPrefix = under === undefined ? APP_PREFIX : `${APP_PREFIX}${under}/`;
   const fits = (name: string): boolean =>
@@ -98,8 +134,14 @@ export async function* recordNames(
    * that a page costs two round trips, not one more per prefix. (Each also has a no-op catch: a walk left early
    * must not leave a rejected one unhandled; awaiting it still throws.)
    */
-  const headsBeyond = (keys: readonly string[], last: string) => {
-    const heads = new Map<string, Promise<{ version?: string } | undefined>>();
+  type Head = Promise<{ version?: string } | undefined>;
+  const head = (prefix: string): Head => {
+    const asked = source.exists(recordKey(prefix));
+    asked.catch(() => undefined);
+    return asked;
+  };
+  const headsBeyond = (keys: readonly string[], last: string, sent: ReadonlyMap<string, Head>) => {
+    const heads = new Map<string, Head>();
     for (const key of keys) {
       const name = nameOfRecordKey(key);
       if (name === undefined || !fits(name)) continue;
@@ -107,9 +149,7 @@ export async function* recordNames(
         if (!fits(prefix) || yieldedEarly.has(prefix) || absent.has(prefix) || heads.has(prefix)) continue;
         const prefixKey = recordKey(prefix);
         if (prefixKey <= last) continue;
-        const head = source.exists(prefixKey);
-        head.catch(() => undefined);
-        heads.set(prefix, head);
+        heads.set(prefix, sent.get(prefix) ?? head(prefix));
       }
     }
     return heads;
@@ -119,11 +159,17 @@ export async function* recordNames(
   // The first page as large as the caller expects to take, and a little more (a page ends before a late prefix's
   // key costs a HEAD); the store's own size after that.
   let maxKeys = expect === undefined ? undefined : expect + Math.ceil(expect / 8) + 2;
+  const start = `${listPrefix}\n${startAfter ?? ''}\n${maxKeys ?? ''}`;
+  let sent: ReadonlyMap<string, Head> | undefined = new Map(
+    (hints?.get(start) ?? []).filter(fits).map((prefix) => [prefix, head(prefix)]),
+  );
   for (;;) {
     const { keys, versions, truncated } = await source.page(listPrefix, startAfter, maxKeys);
     maxKeys = undefined;
     const last = keys.at(-1);
-    const heads = truncated && last !== undefined ? headsBeyond(keys, last) : undefined;
+    const heads = truncated && last !== undefined ? headsBeyond(keys, last, sent ?? new Map()) : undefined;
+    if (sent !== undefined) hints?.set(start, [...(heads?.keys() ?? [])]);
+    sent = undefined;
     for (const [i, key] of keys.entries()) {
       const name = nameOfRecordKey(key);
       if (name === undefined || !fits(name)) continue;

@@ -39,7 +39,7 @@ import { StorageError } from '../storage-error.ts';
 import { copyObject } from './copy.ts';
 import { beginGc, sweepUploads, needsRefresh } from './gc.ts';
 import { stageVerified } from './put-verified.ts';
-import { recordNames, type KeyPage } from './record-names.ts';
+import { PrefixHints, recordNames, type KeyPage } from './record-names.ts';
 import { LeanReader, UrlCache } from './lean-read.ts';
 import { listPage } from './list-page.ts';
 import { endpointOf, makeClients, type S3Options } from './s3-client.ts';
@@ -76,6 +76,8 @@ export class S3Backend implements Backend {
   private readonly lean: LeanReader;
   /** Presigned URLs handed to clients, re-used for half their life. */
   private readonly redirects = new UrlCache();
+  /** The late-prefix HEADs each listing start point needed last time, sent with its next listing. */
+  private readonly prefixHints = new PrefixHints();
 
   constructor(
     private readonly client: S3Client,
@@ -263,6 +265,7 @@ export class S3Backend implements Backend {
         },
       },
       options,
+      this.prefixHints,
     );
   }
 

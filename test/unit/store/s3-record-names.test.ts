@@ -7,7 +7,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ListedRecord } from '../../../src/store/backend.ts';
 import { compareStrings } from '../../../src/store/record.ts';
-import { latePrefixes, recordNames, type KeySource } from '../../../src/store/s3/record-names.ts';
+import {
+  PrefixHints,
+  latePrefixes,
+  recordNames,
+  type KeySource,
+} from '../../../src/store/s3/record-names.ts';
 
 /** Sorted keys served a page at a time, counting requests. */
 function keySource(
@@ -120,5 +125,75 @@ describe('S3 recordNames walk', () => {
     assert.equal(source.heads, 2, 'org and org-0/repo');
     assert.equal(most, 2, 'both at once');
     await walk.return(undefined);
+  });
+
+  test('hints: a walk from a start point walked before sends the HEADs it needed with the listing, not after it', async () => {
+    const names = Array.from({ length: 300 }, (_, i) => `org-0/repo-${i}`);
+    const source = keySource(names, 100);
+    const page = source.page.bind(source);
+    const exists = source.exists.bind(source);
+    const order: string[] = [];
+    source.page = async (...args) => {
+      order.push('list');
+      const listed = await page(...args);
+      order.push('listed');
+      return listed;
+    };
+    source.exists = (key: string) => {
+      order.push(`head ${key}`);
+      return exists(key);
+    };
+    const hints = new PrefixHints();
+    const expected = names.slice().sort(compareStrings).slice(0, 10);
+    assert.deepEqual(await take(recordNames(source, { expect: 10 }, hints), 10), expected);
+    assert.deepEqual(order, ['list', 'listed', 'head v2/app/org.json', 'head v2/app/org-0/repo.json']);
+    order.length = 0;
+    assert.deepEqual(await take(recordNames(source, { expect: 10 }, hints), 10), expected);
+    assert.deepEqual(order, ['head v2/app/org.json', 'head v2/app/org-0/repo.json', 'list', 'listed']);
+    // Another start point has hints of its own.
+    order.length = 0;
+    await take(recordNames(source, { expect: 10, after: 'org-0/repo-5' }, hints), 10);
+    assert.equal(order[0], 'list');
+  });
+
+  test('hints: a prefix created or removed since the hint was taken is still given exactly when it exists', async () => {
+    const hints = new PrefixHints();
+    const many = Array.from({ length: 40 }, (_, i) => `org-${i % 2}/repo-${i}`);
+    const trees = [many, [...many, 'org', 'org-0/repo'], many, [...many, 'org-1/repo'], ['org'], [], many];
+    for (const names of trees) {
+      const source = keySource(names, 7);
+      for (const after of [undefined, 'org-0/repo-10']) {
+        const expected = names
+          .slice()
+          .sort(compareStrings)
+          .filter((name) => after === undefined || compareStrings(name, after) > 0)
+          .slice(0, 12);
+        assert.deepEqual(
+          await take(
+            recordNames(source, { expect: 12, ...(after === undefined ? {} : { after }) }, hints),
+            12,
+          ),
+          expected,
+          `${names.length} names, after ${after}`,
+        );
+      }
+    }
+  });
+
+  test('hints: the cache keeps the most recently used start points, up to its capacity', () => {
+    const hints = new PrefixHints(2);
+    hints.set('a', ['x']);
+    hints.set('b', ['y']);
+    assert.deepEqual(hints.get('a'), ['x']);
+    hints.set('c', ['z']);
+    assert.deepEqual(hints.get('b'), [], 'the least recently used went');
+    assert.deepEqual(hints.get('a'), ['x']);
+    hints.set('a', []);
+    assert.deepEqual(hints.get('a'), []);
+    hints.set(
+      'd',
+      Array.from({ length: 100 }, (_, i) => `p${i}`),
+    );
+    assert.equal(hints.get('d').length, 32);
   });
 });
