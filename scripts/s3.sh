@@ -133,6 +133,9 @@ osd memory target = 1073741824
 rgw frontends = beast endpoint=127.0.0.1:$PORT tcp_nodelay=1
 rgw data = $DIR/rgw
 rgw thread pool size = 64
+# A listing reads at least this many index entries, whatever its MaxKeys: at the default of 1000, a _catalog page
+# of ~115 keys from a 10,000-record prefix cost what 1,000 keys do (16 ms against 6 ms here). 1: what it asks for.
+rgw list bucket min readahead = 1
 # RGW frees a deleted object's (or an aborted upload's) space only when its garbage collector runs: by default
 # two hours later, once an hour. With the OSD in RAM, a test suite would fill it (OSD_FULL, and every write hangs).
 rgw gc obj min wait = 0
