@@ -79,7 +79,8 @@ export async function handOver(
     );
     throw new RegistryError('UNKNOWN', 'the blob content is corrupt; the operator has been told');
   }
-  // No Accept-Ranges: the proxy, which answers Range, adds its own.
+  // nginx, which answers Range, adds its own Accept-Ranges; Apache keeps the upstream's.
+  if (handed.name === 'x-sendfile') void reply.header('accept-ranges', 'bytes');
   await reply
     .headers(answer.headers)
     .header(handed.name, handed.value)

@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { writeHtpasswd } from '../helpers/auth.ts';
 import { digestOf, execute, run, tempDir } from '../helpers/cli.ts';
 import { containersClientConfig, podmanStateArgs } from '../helpers/containers.ts';
+import { assertDerrickError, curl as curlAt, one, type Curled } from '../helpers/curl.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { largeImageLayout, singleImageLayout } from '../helpers/images.ts';
 import type { NginxServer } from '../helpers/nginx.ts';
@@ -37,39 +38,9 @@ let secretLayer = '';
 
 const proxied = (): string => nginx.url.replace(/^http:\/\//, '');
 
-/** curl through nginx: status, headers (lower-cased names) and body. */
-async function curl(
-  url: string,
-  args: string[] = [],
-): Promise<{ status: number; headers: Map<string, string[]>; body: Buffer; raw: string }> {
-  const bodyFile = path.join(temp.dir, `body-${Math.random().toString(36).slice(2)}`);
-  const result = await execute('curl', ['-s', '-D', '-', '-o', bodyFile, ...args, `${nginx.url}${url}`]);
-  assert.equal(result.code, 0, `curl ${url}: ${result.stderr}`);
-  const status = /^HTTP\/[\d.]+ (\d{3})/.exec(result.stdout);
-  assert.ok(status, result.stdout);
-  const headers = new Map<string, string[]>();
-  for (const line of result.stdout.split(/\r?\n/).slice(1)) {
-    const colon = line.indexOf(':');
-    if (colon < 1) continue;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    headers.set(name, [...(headers.get(name) ?? []), line.slice(colon + 1).trim()]);
-  }
-  let body = Buffer.alloc(0);
-  try {
-    body = readFileSync(bodyFile);
-  } catch {
-    // HEAD: no body file
-  }
-  return { status: Number(status[1]), headers, body, raw: result.stdout };
-}
-
-/** The one value of a header (a repeated header fails: nginx must not add a second one beside derrick's). */
-function one(answer: { headers: Map<string, string[]>; raw: string }, name: string): string | undefined {
-  const values = answer.headers.get(name);
-  if (values === undefined) return undefined;
-  assert.equal(values.length, 1, `${name} once:\n${answer.raw}`);
-  return values[0];
-}
+/** curl through nginx. */
+const curl = (url: string, args: string[] = []): Promise<Curled> =>
+  curlAt(`${nginx.url}${url}`, args, temp.dir);
 
 const blobFile = (digest: string): string => path.join(dataDir, 'v2', 'content', ...digest.split(':'));
 
@@ -81,16 +52,6 @@ async function firstLayer(name: string): Promise<{ digest: string; size: number 
   const { blobs, manifests } = lookup.repository;
   const digest = [...blobs.keys()].find((d) => !manifests.has(d)) ?? '';
   return { digest, size: blobs.get(digest) ?? -1 };
-}
-
-/** The OCI error derrick answers, as nginx passed it on. */
-function assertDerrickError(answer: Awaited<ReturnType<typeof curl>>, status: number, code: string): void {
-  assert.equal(answer.status, status, answer.raw);
-  assert.equal(one(answer, 'docker-distribution-api-version'), 'registry/2.0', 'the answer is derrick’s');
-  assert.match(one(answer, 'content-type') ?? '', /^application\/json/);
-  const body = JSON.parse(answer.body.toString()) as { errors: { code: string }[] };
-  assert.equal(body.errors[0]?.code, code);
-  assert.equal(answer.headers.get('x-accel-redirect'), undefined);
 }
 
 before(async () => {

@@ -77,6 +77,7 @@ describe('serve.sendfile: x-accel-redirect', () => {
     assert.equal(header(answer, 'cache-control'), 'public, max-age=31536000, immutable');
     assert.equal(header(answer, 'docker-distribution-api-version'), 'registry/2.0');
     assert.equal(header(answer, 'content-length'), '0');
+    assert.equal(header(answer, 'accept-ranges'), undefined, 'nginx adds its own');
     assert.equal(header(answer, 'x-sendfile'), undefined);
     assert.equal(answer.rawPayload.length, 0);
   });
@@ -190,6 +191,7 @@ describe('serve.sendfile: x-sendfile and serve.sendfilePrefix', () => {
       const answer = await app.inject({ url: `/v2/open/app/blobs/${layer}` });
       assert.equal(answer.statusCode, 200);
       assert.equal(header(answer, 'x-sendfile'), contentFile(layer));
+      assert.equal(header(answer, 'accept-ranges'), 'bytes', 'Apache keeps the upstream’s');
       assert.ok(path.isAbsolute(header(answer, 'x-sendfile') ?? ''));
       assert.equal(header(answer, 'x-accel-redirect'), undefined);
       assert.equal(header(answer, 'docker-content-digest'), layer);
