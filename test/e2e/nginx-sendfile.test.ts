@@ -50,8 +50,10 @@ async function firstLayer(name: string): Promise<{ digest: string; size: number 
   await tree.backend.close();
   assert.ok(lookup.found);
   const { blobs, manifests } = lookup.repository;
-  const digest = [...blobs.keys()].find((d) => !manifests.has(d)) ?? '';
-  return { digest, size: blobs.get(digest) ?? -1 };
+  // The largest blob that is no manifest: the layer (not the image config).
+  const [digest = '', size = -1] =
+    [...blobs].filter(([d]) => !manifests.has(d)).sort((a, b) => b[1] - a[1])[0] ?? [];
+  return { digest, size };
 }
 
 before(async () => {
