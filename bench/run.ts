@@ -33,6 +33,7 @@ import { buildFixtures, newestMtime } from './fixtures.ts';
 import { killLoadGenerators, processTree } from './load.ts';
 import { catalogMeasures, tagsListMeasures } from './measures-catalog.ts';
 import { httpMeasures, startServers } from './measures-http.ts';
+import { sendfileMeasures } from './measures-sendfile.ts';
 import { measurePublishThroughput, measureStartup, measureVisibility } from './measures-tree.ts';
 import { markdown, textTable } from './report.ts';
 import { s3Measures } from './s3-measures.ts';
@@ -222,6 +223,7 @@ async function main(): Promise<void> {
     if (groups.has('http')) {
       const servers = await startServers(fixtures, workDir, workers);
       rows.push(...(await httpMeasures(fixtures, servers, plan)));
+      rows.push(...(await sendfileMeasures(fixtures, servers, plan, workDir, workers)));
       rows.push(...(await tagsListMeasures(fixtures, servers.serve, plan)));
       await stopAllServers(); // the catalog servers and the tree measures run alone
     }

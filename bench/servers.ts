@@ -16,7 +16,8 @@ import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } fro
 import http from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, startNginx } from '../test/helpers/nginx.ts';
+import { freePort, startNginx, type NginxServer } from '../test/helpers/nginx.ts';
+import { startSendfileNginx } from '../test/helpers/nginx-sendfile.ts';
 import { exited, waitForExit } from '../test/helpers/processes.ts';
 import { processTree } from './load.ts';
 
@@ -332,10 +333,18 @@ function listenerPid(port: number): number | undefined {
 
 /** nginx serving `webRoot` (a tree's `v2/web`) with the documented configuration. */
 export async function startNginxServer(webRoot: string): Promise<BenchServer> {
-  const nginx = await startNginx(webRoot);
+  return benchNginx(await startNginx(webRoot), 'nginx');
+}
+
+/** nginx in front of derrick (`upstream`) with the sendfile configuration docs/operations.md documents. */
+export async function startSendfileNginxServer(upstream: string, contentDir: string): Promise<BenchServer> {
+  return benchNginx(await startSendfileNginx(upstream, contentDir), 'nginx → derrick (x-accel-redirect)');
+}
+
+async function benchNginx(nginx: NginxServer, name: string): Promise<BenchServer> {
   const pid = listenerPid(nginx.port);
   const server: BenchServer = {
-    name: 'nginx',
+    name,
     port: nginx.port,
     pid: pid ?? -1,
     url: nginx.url,

@@ -200,6 +200,25 @@ export const KEYS = {
     expected: 'serve or redirect',
     value: 'serve|redirect',
   },
+  'serve.sendfile': {
+    type: 'string',
+    default: 'off',
+    meaning:
+      'In serve mode, who sends blob bytes: `off` (derrick), `x-accel-redirect` (nginx, from an `internal` location) or `x-sendfile` (Apache mod_xsendfile).',
+    details:
+      'derrick still authorizes, validates and answers every header (digest, type, ETag, HEAD, 304, 416); only the bytes of a GET are left to the proxy, which must be the only way to derrick. A directory tree only (not `s3://`). See docs/operations.md#nginx-sendfile.',
+    expected: 'off, x-accel-redirect or x-sendfile',
+    value: 'off|x-accel-redirect|x-sendfile',
+  },
+  'serve.sendfilePrefix': {
+    type: 'string',
+    default: '/_derrick_content/',
+    meaning:
+      "With `serve.sendfile: x-accel-redirect`: the nginx `internal` location aliased to the tree's `v2/content/`.",
+    details: '`X-Accel-Redirect: <prefix><algorithm>/<hex>`.',
+    expected: 'a path that starts and ends with /, e.g. /_derrick_content/',
+    value: 'path',
+  },
   repositories: {
     type: 'json',
     default: [],

@@ -147,6 +147,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     throw new ConfigError(describer.missing('redirect.urlReplace', ['redirect.urlMatch']));
   if (config.redirect.urlReplace !== undefined && config.redirect.urlMatch === undefined)
     throw new ConfigError(describer.missing('redirect.urlMatch', ['redirect.urlReplace']));
+  if (config.serve.sendfile !== 'off' && config.dataDir.startsWith('s3://'))
+    throw new ConfigError(
+      `${describer.where(['serve', 'sendfile'])}: serve.sendfile: ${config.serve.sendfile} needs a tree on a local file system, and ${config.dataDir} is a bucket; set serve.sendfile to off (an s3:// tree is served from the bucket, or redirected to it with mode redirect)`,
+    );
   const { defaultPageSize, maxPageSize } = config.catalog;
   if (defaultPageSize > maxPageSize) {
     throw new ConfigError(

@@ -105,6 +105,19 @@ export const configSchema = z.strictObject({
   access: z.array(z.strictObject({ match: z.string().min(1), pull: z.array(who).min(1) })).default([]),
   /** redirect: send clients to the repository's base URL; serve: stream the bytes from the tree. */
   mode: mode.default('serve'),
+  /** Serve mode: whether a proxy in front (nginx, Apache) sends blob bytes from the tree (sendfile). */
+  serve: z
+    .strictObject({
+      sendfile: z.enum(['off', 'x-accel-redirect', 'x-sendfile']).default('off'),
+      /** The nginx internal location aliased to v2/content/: no dot segment, nothing nginx would decode. */
+      sendfilePrefix: z
+        .string()
+        .regex(/^\/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*\/)+$/, {
+          error: 'expected a path that starts and ends with /, e.g. /_derrick_content/',
+        })
+        .default('/_derrick_content/'),
+    })
+    .default({ sendfile: 'off', sendfilePrefix: '/_derrick_content/' }),
   /** Per-repository modes, first match wins: `{ match: "cdn/**", mode: redirect }` (globs over names). */
   repositories: z.array(z.strictObject({ match: z.string().min(1), mode })).default([]),
   redirect: z

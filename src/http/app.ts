@@ -13,7 +13,6 @@ import { Auth, type RequestFacts } from '../auth/auth.ts';
 import type { FailureRelay } from '../auth/failed-logins.ts';
 import type { Config } from '../config/schema.ts';
 import { ERROR_CODES, hasJsonBody, RegistryError } from '../oci/errors.ts';
-import type { Backend } from '../store/backend.ts';
 import { StorageError } from '../store/storage-error.ts';
 import type { Tree } from '../store/tree.ts';
 import { parseAccept } from './accept.ts';
@@ -22,7 +21,7 @@ import { TrustedProxies } from './forwarded.ts';
 import { homePage, notFoundPage } from './home.ts';
 import { parsePath } from './paths.ts';
 import { Registry } from './registry.ts';
-import { etagMatches, sendContent } from './send-file.ts';
+import { contentSender, etagMatches, type ContentSender } from './send-file.ts';
 import { clientCertificate, serverOptions, TlsReloader, type SecureServer } from './tls.ts';
 import { oauthError, TOKEN_PATH, tokenHandler } from './token-endpoint.ts';
 
@@ -135,12 +134,12 @@ async function write(
   request: FastifyRequest,
   reply: FastifyReply,
   answer: Answer,
-  backend?: Backend,
+  send?: ContentSender,
 ): Promise<void> {
   switch (answer.kind) {
     case 'content':
-      if (!backend) throw new Error('internal: content answered without a tree');
-      return sendContent(request, reply, answer, backend);
+      if (!send) throw new Error('internal: content answered without a tree');
+      return send(request, reply, answer);
     case 'redirect':
       await reply.code(answer.status).headers(answer.headers).header('location', answer.location).send();
       return;
@@ -207,6 +206,7 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
     live.tls = new TlsReloader(app.server as unknown as SecureServer, config.tls, app.log, tls?.crlExpires);
   lives.set(app, live);
   const registry = new Registry(config, tree, app.log);
+  const sendBlob = contentSender(config.serve, tree.backend);
   const facts = (request: FastifyRequest): RequestFacts => requestFacts(request, live);
 
   app.addHook('onRequest', (request, reply, done) => {
@@ -304,12 +304,7 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
           ),
         );
       case 'blob':
-        return write(
-          request,
-          reply,
-          await registry.blob(viewer, route.name, route.digest, head),
-          tree.backend,
-        );
+        return write(request, reply, await registry.blob(viewer, route.name, route.digest, head), sendBlob);
       case 'referrers':
         return write(
           request,

@@ -7,10 +7,12 @@
  * fails the answer before its last byte rather than serve other bytes as that digest.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Config } from '../config/schema.ts';
 import { RegistryError } from '../oci/errors.ts';
 import type { Backend } from '../store/backend.ts';
 import { StorageError } from '../store/storage-error.ts';
 import type { Answer } from './answers.ts';
+import { handOver, sendfileHeader } from './sendfile-header.ts';
 
 type ContentAnswer = Extract<Answer, { kind: 'content' }>;
 
@@ -46,11 +48,26 @@ export function parseRange(
   return { start, end };
 }
 
+/** Sends a content answer: `(request, reply, answer)`, bound to the tree's back end and the sendfile setting. */
+export type ContentSender = (
+  request: FastifyRequest,
+  reply: FastifyReply,
+  answer: ContentAnswer,
+) => Promise<void>;
+
+/** The sender for this tree and `serve.sendfile` (x-accel-redirect, x-sendfile: see sendfile-header.ts). */
+export function contentSender(serve: Config['serve'], backend: Backend): ContentSender {
+  const header = sendfileHeader(serve, backend);
+  return (request, reply, answer) => sendContent(request, reply, answer, backend, header);
+}
+
 export async function sendContent(
   request: FastifyRequest,
   reply: FastifyReply,
   answer: ContentAnswer,
   backend: Backend,
+  /** Hands the bytes of a GET to the proxy in front (serve.sendfile), instead of sending them. */
+  sendfile?: ReturnType<typeof sendfileHeader>,
 ): Promise<void> {
   const { size, etag } = answer;
   if (etagMatches(request.headers['if-none-match'], etag)) {
@@ -72,6 +89,10 @@ export async function sendContent(
     void reply.headers(answer.headers).header('accept-ranges', 'bytes');
     if (range) void reply.code(206).header('content-range', `bytes ${start}-${end}/${size}`);
     await reply.header('content-length', String(length)).send();
+    return;
+  }
+  if (sendfile) {
+    await handOver(request, reply, answer, backend, sendfile);
     return;
   }
   let opened;

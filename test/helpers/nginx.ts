@@ -81,7 +81,7 @@ export function nginxProxyConfig({
 }
 
 /** The nginx.conf around one server block (`server` lines), with every file nginx writes under `runDir`. */
-function wholeConfig(runDir: string, server: string[]): string {
+export function wholeConfig(runDir: string, server: string[]): string {
   const run = (name: string): string => quote(path.join(runDir, name));
   return [
     'daemon off;',
@@ -170,7 +170,7 @@ export async function startNginxProxy(
 }
 
 /** Starts nginx with the configuration `build` makes for a free 127.0.0.1 port and a fresh run directory. */
-async function startNginxWith(
+export async function startNginxWith(
   build: (listen: string, runDir: string) => string,
   options: { timeoutMs?: number },
 ): Promise<NginxServer> {

@@ -75,6 +75,8 @@ const BAD_TEXT: Record<ScalarKey, string | null> = {
   'auth.failedLogins.windowSeconds': '-1',
   access: '{"match":"**"}',
   mode: 'proxy',
+  'serve.sendfile': 'nginx',
+  'serve.sendfilePrefix': '/../',
   repositories: 'cdn/**',
   'redirect.status': '301',
   'redirect.url': 'cdn.example.com',
