@@ -96,6 +96,11 @@ export function reloadApp(app: FastifyInstance, config: Config): string[] {
   return restart;
 }
 
+/** The metrics an app made by buildApp counts into (undefined when metrics are off). */
+export function appMetrics(app: FastifyInstance): Metrics | undefined {
+  return lives.get(app)?.metrics;
+}
+
 const quiet = { info() {}, warn() {}, error() {} };
 
 /** Reads and checks every file the configuration names (TLS, htpasswd, keys): AuthConfigError names the key. */
