@@ -59,7 +59,8 @@ function bodyBytes(request: FastifyRequest, reply: FastifyReply, startWritten: n
   const status = reply.raw.statusCode;
   if (request.method === 'HEAD' || status === 304 || status === 204) return 0;
   if (reply.raw.writableFinished) {
-    const length = Number(reply.raw.getHeader('content-length'));
+    // Fastify hands its headers to writeHead, so the raw response does not know them: ask the reply.
+    const length = Number(reply.getHeader('content-length'));
     if (Number.isFinite(length)) return length;
   }
   // Cut short (or no length): what reached the socket for this response, its headers included.
@@ -86,7 +87,7 @@ export function observeRequests(app: FastifyInstance, options: ObserveOptions): 
       const status = reply.raw.statusCode;
       const bytes = bodyBytes(request, reply, startWritten);
       const durationMs = performance.now() - start;
-      const redirected = status >= 300 && status < 400 && reply.raw.hasHeader('location');
+      const redirected = status >= 300 && status < 400 && reply.hasHeader('location');
       metrics?.finished({
         handler,
         method: request.method,
