@@ -58,7 +58,7 @@ export interface ObserveOptions {
 function bodyBytes(request: FastifyRequest, reply: FastifyReply, startWritten: number): number {
   const status = reply.raw.statusCode;
   if (request.method === 'HEAD' || status === 304 || status === 204) return 0;
-  if (reply.raw.writableFinished) {
+  if (reply.raw.writableEnded) {
     // Fastify hands its headers to writeHead, so the raw response does not know them: ask the reply.
     const length = Number(reply.getHeader('content-length'));
     if (Number.isFinite(length)) return length;
@@ -109,7 +109,7 @@ export function observeRequests(app: FastifyInstance, options: ObserveOptions): 
           user: entry.user,
           repository,
           redirected,
-          completed: reply.raw.writableFinished,
+          completed: reply.raw.writableEnded,
           referer: request.headers.referer,
           userAgent: request.headers['user-agent'],
           at,

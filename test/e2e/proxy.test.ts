@@ -157,6 +157,8 @@ for (const backend of BACKENDS)
 
     test('the access log names each client, not the proxy', async () => {
       await curlFrom('127.0.0.4', '/v2/');
+      // A request's line is written once its response has closed, so it may follow the answer by a moment.
+      await derrick.waitForOutput(/"client":"127\.0\.0\.4"/);
       const lines = derrick
         .output()
         .split('\n')
