@@ -194,7 +194,14 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
   const app = Fastify({
     ...(options.logger
       ? { loggerInstance: options.logger }
-      : { logger: { level: config.logLevel, serializers: { req: describeRequest } } }),
+      : {
+          logger: {
+            level: config.logLevel,
+            serializers: { req: describeRequest },
+            // stdout is the combined access log's alone, for the tools that read it.
+            ...(config.accessLog && config.accessLogFormat === 'combined' ? { stream: process.stderr } : {}),
+          },
+        }),
     // One line per request, written by observe.ts, instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     exposeHeadRoutes: false,
