@@ -27,6 +27,8 @@ const HTTP_MEASURES: [RegExp, number][] = [
   [/^manifest HEAD by digest \(serve\)$/, 1],
   [/^blob GET 1 MiB \(redirect\)$/, 1],
   [/^blob GET 1 MiB \(serve\)$/, 1],
+  [/^manifest GET by tag \(serve\), metrics \+ access log on vs off$/, 1],
+  [/^manifest HEAD by tag \(serve\), metrics \+ access log on vs off$/, 1],
   [/^tags\/list\?n=100, [\d,]+ tags$/, 2],
   [/^_catalog\?n=100 first page, [\d,]+ repositories$/, 3],
   [/^_catalog\?n=100 deep page .*, [\d,]+ repositories$/, 3],
