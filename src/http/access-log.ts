@@ -78,8 +78,8 @@ export class AccessLog {
   private readonly out: { write(text: string): unknown } | undefined;
 
   constructor(private readonly format: AccessLogFormat) {
-    // The same kind of destination pino gives the JSON lines: synchronous writes of whole lines to stdout.
-    this.out = format === 'combined' ? pino.destination({ dest: 1, sync: true }) : undefined;
+    // As the JSON lines go: whole lines to stdout, written asynchronously (lines that come together, one write).
+    this.out = format === 'combined' ? pino.destination({ dest: 1, sync: false }) : undefined;
   }
 
   write(entry: AccessEntry, log: FastifyBaseLogger): void {

@@ -1,8 +1,7 @@
 /**
  * The Prometheus metrics of one serving process (prom-client): distribution's `registry_http_*` (same names,
  * labels and buckets, so its dashboards work) and derrick's own `derrick_*`, all documented in docs/operations.md.
- * The hot path only increments: each label set's child is looked up once and kept (prom-client hashes the labels
- * of every call otherwise). A cluster's primary asks every worker for `registry.getMetricsAsJSON()` and sums them
+ * The hot path only increments plain numbers (metric-families.ts); prom-client writes the text format. A cluster's primary asks every worker for `registry.getMetricsAsJSON()` and sums them
  * (src/cli/metrics-primary.ts), so one scrape gives the whole server.
  *
  * Repository names appear only in `derrick_pulls_total`, and only those matching `metrics.repositories`: the
@@ -15,6 +14,7 @@ import type { Config } from '../config/schema.ts';
 import { compileGlobs } from '../config/globs.ts';
 import type { Backend } from '../store/backend.ts';
 import type { RecordCacheEvent } from '../store/record-cache.ts';
+import { Family } from './metric-families.ts';
 
 /** prom-client, loaded only when metrics are on (module loading is start-up time). */
 function promClient(): typeof Prom {
@@ -47,58 +47,35 @@ export interface RequestOutcome {
   redirected: boolean;
 }
 
-/** A child per label set, made on first use. */
-class Children<T> {
-  private readonly made = new Map<string, T>();
-  constructor(private readonly make: (...values: string[]) => T) {}
-  get(...values: string[]): T {
-    const key = values.join('\u0000');
-    let child = this.made.get(key);
-    if (child === undefined) {
-      child = this.make(...values);
-      this.made.set(key, child);
-    }
-    return child;
-  }
-}
-
-type CounterChild = Prom.Counter.Internal;
-type HistogramChild = Prom.Histogram.Internal<string>;
-type GaugeChild = Prom.Gauge.Internal<string>;
-
 export class Metrics {
   readonly registry: Prom.Registry;
-  private readonly requests: Children<CounterChild>;
-  private readonly durations: Children<HistogramChild>;
-  private readonly sizes: Children<HistogramChild>;
-  private readonly inFlight: Children<GaugeChild>;
-  private readonly redirects: Children<CounterChild>;
-  private readonly served: Children<CounterChild>;
-  private readonly servedBytes: Children<CounterChild>;
-  private readonly recordCache: Children<CounterChild>;
-  private readonly storage: Children<HistogramChild>;
-  private readonly storageErrors: Children<CounterChild>;
-  private readonly pulls: Children<CounterChild>;
-  private readonly failedLogins: CounterChild;
-  private readonly throttled: CounterChild;
-  private readonly tokens: CounterChild;
-  private readonly catalogPages: CounterChild;
+  private readonly requests: Family;
+  private readonly durations: Family;
+  private readonly sizes: Family;
+  private readonly inFlight: Family;
+  private readonly redirects: Family;
+  private readonly served: Family;
+  private readonly servedBytes: Family;
+  private readonly recordCache: Family;
+  private readonly storage: Family;
+  private readonly storageErrors: Family;
+  private readonly pulls: Family;
+  private readonly failedLogins: Family;
+  private readonly throttled: Family;
+  private readonly tokens: Family;
+  private readonly catalogPages: Family;
   private readonly named: ((name: string) => boolean)[];
 
   constructor(config: Pick<Config, 'metrics'>) {
-    const prom = promClient();
-    const registry = new prom.Registry();
+    const registry = new (promClient().Registry)();
     this.registry = registry;
-    const registers = [registry];
-    const counter = (name: string, help: string, labelNames: string[]) => {
-      const metric = new prom.Counter({ name, help, labelNames, registers });
-      return new Children((...values) => metric.labels(...values));
+    const counter = (name: string, help: string, labels: string[] = []): Family => {
+      const family = new Family(registry, name, help, 'counter', labels);
+      if (labels.length === 0) family.add(0); // shown as 0 before the first
+      return family;
     };
-    const histogram = (name: string, help: string, labelNames: string[], buckets: number[]) => {
-      const metric = new prom.Histogram({ name, help, labelNames, buckets, registers });
-      return new Children((...values) => metric.labels(...values));
-    };
-    const single = (name: string, help: string): CounterChild => new prom.Counter({ name, help, registers });
+    const histogram = (name: string, help: string, labels: string[], buckets: number[]): Family =>
+      new Family(registry, name, help, 'histogram', labels, buckets);
     this.requests = counter('registry_http_requests_total', 'Total number of HTTP requests made.', [
       'handler',
       'code',
@@ -116,13 +93,13 @@ export class Metrics {
       ['handler'],
       SIZE_BUCKETS,
     );
-    const inFlight = new prom.Gauge({
-      name: 'registry_http_in_flight_requests',
-      help: 'The in-flight HTTP requests',
-      labelNames: ['handler'],
-      registers,
-    });
-    this.inFlight = new Children((handler) => inFlight.labels(handler));
+    this.inFlight = new Family(
+      registry,
+      'registry_http_in_flight_requests',
+      'The in-flight HTTP requests',
+      'gauge',
+      ['handler'],
+    );
     this.redirects = counter(
       'derrick_redirects_total',
       'Manifest and blob GETs answered with a redirect (to a base URL or a presigned URL).',
@@ -157,45 +134,46 @@ export class Metrics {
       'Manifest GETs answered 200, by repository: the names matching metrics.repositories, `other` for the rest.',
       ['repository'],
     );
-    this.failedLogins = single(
+    this.failedLogins = counter(
       'derrick_failed_logins_total',
       'Failed logins (bad credentials or certificates).',
     );
-    this.throttled = single(
+    this.throttled = counter(
       'derrick_login_throttled_total',
       'Requests refused with 429 because their client failed to log in too often.',
     );
-    this.tokens = single('derrick_tokens_issued_total', 'Bearer tokens issued by /auth/token.');
-    this.catalogPages = single('derrick_catalog_pages_total', '_catalog pages answered 200.');
+    this.tokens = counter('derrick_tokens_issued_total', 'Bearer tokens issued by /auth/token.');
+    this.catalogPages = counter('derrick_catalog_pages_total', '_catalog pages answered 200.');
     this.named = compileGlobs(config.metrics.repositories);
   }
 
   /** A request has started, for `handler` (the in-flight gauge). */
   started(handler: Handler): void {
-    this.inFlight.get(handler).inc();
+    this.inFlight.add(1, handler);
   }
 
   /** A request has ended (after started(outcome.handler)). */
   finished(outcome: RequestOutcome): void {
     const { handler, method, status } = outcome;
-    this.inFlight.get(handler).dec();
-    this.requests.get(handler, String(status), method.toLowerCase()).inc();
-    this.durations.get(handler, method.toLowerCase()).observe(outcome.seconds);
-    this.sizes.get(handler).observe(outcome.bytes);
-    if (status === 429) this.throttled.inc();
+    const lower = method === 'GET' ? 'get' : method === 'HEAD' ? 'head' : method.toLowerCase();
+    this.inFlight.add(-1, handler);
+    this.requests.add(1, handler, String(status), lower);
+    this.durations.observe(outcome.seconds, handler, lower);
+    this.sizes.observe(outcome.bytes, handler);
+    if (status === 429) this.throttled.add(1);
     const get = method === 'GET';
     if (!get) return;
     if (handler === 'manifest' || handler === 'blob') {
-      if (outcome.redirected) this.redirects.get(handler).inc();
+      if (outcome.redirected) this.redirects.add(1, handler);
       else if (status === 200 || status === 206) {
-        this.served.get(handler).inc();
-        this.servedBytes.get(handler).inc(outcome.bytes);
+        this.served.add(1, handler);
+        this.servedBytes.add(outcome.bytes, handler);
       }
     }
     if (status !== 200) return;
-    if (handler === 'manifest') this.pulls.get(this.repositoryLabel(outcome.repository)).inc();
-    else if (handler === 'token') this.tokens.inc();
-    else if (handler === 'catalog') this.catalogPages.inc();
+    if (handler === 'manifest') this.pulls.add(1, this.repositoryLabel(outcome.repository));
+    else if (handler === 'token') this.tokens.add(1);
+    else if (handler === 'catalog') this.catalogPages.add(1);
   }
 
   /** The name itself when metrics.repositories lists it, else `other`. */
@@ -205,17 +183,17 @@ export class Metrics {
   }
 
   failedLogin(): void {
-    this.failedLogins.inc();
+    this.failedLogins.add(1);
   }
 
   readonly recordCacheEvent = (event: RecordCacheEvent): void => {
-    this.recordCache.get(event).inc();
+    this.recordCache.add(1, event);
   };
 
   /** The operation's latency (and failure) under `backend`/`operation`. */
   timeStorage(backend: string, operation: string, seconds: number, failed: boolean): void {
-    this.storage.get(backend, operation).observe(seconds);
-    if (failed) this.storageErrors.get(backend, operation).inc();
+    this.storage.observe(seconds, backend, operation);
+    if (failed) this.storageErrors.add(1, backend, operation);
   }
 }
 
