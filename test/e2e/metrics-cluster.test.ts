@@ -9,12 +9,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { basic, writeHtpasswd } from '../helpers/auth.ts';
 import { BACKENDS } from '../helpers/backends.ts';
-import { REPO_ROOT, tempDir } from '../helpers/cli.ts';
+import { REPO_ROOT, runDerrickWithoutServing, tempDir } from '../helpers/cli.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { observations, parseMetrics, value, type Family } from '../helpers/prometheus.ts';
 import { derrickOk, suiteTree } from '../helpers/server.ts';
@@ -258,4 +260,38 @@ describe('metrics.listen, served by the primary of a cluster of 2 workers', () =
     // The replacement may be up, or still starting (then missing, or not forked yet): never an error.
     assert.ok(value(families, 'derrick_metrics_workers', { state: 'answered' }) >= 1);
   });
+});
+
+describe('metrics.listen on an address in use', () => {
+  for (const workers of ['1', '2'])
+    test(`is refused in one line, and nothing serves (workers ${workers})`, async (t) => {
+      const { spot, remove } = await suiteTree('fs');
+      t.after(remove);
+      mkdirSync(path.join(spot.location, 'v2'), { recursive: true }); // an empty tree
+      const taken = net.createServer();
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      t.after(() => taken.close());
+      const address = taken.address();
+      assert.ok(address && typeof address === 'object');
+      const listen = `127.0.0.1:${address.port}`;
+      const result = await runDerrickWithoutServing([
+        'serve',
+        '--data-dir',
+        spot.location,
+        '--listen',
+        '127.0.0.1:0',
+        '--workers',
+        workers,
+        '--metrics-listen',
+        listen,
+      ]);
+      assert.equal(result.served, false, result.stderr);
+      assert.equal(result.code, 1);
+      assert.deepEqual(
+        result.stderr.split('\n').filter((line) => line.startsWith('derrick: ') && !line.includes('warning')),
+        [
+          `derrick: cannot listen on ${listen} (metrics.listen): the address is already in use; stop what is using it or pass --metrics-listen <host:port>`,
+        ],
+      );
+    });
 });
