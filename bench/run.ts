@@ -33,6 +33,7 @@ import { buildFixtures, newestMtime } from './fixtures.ts';
 import { killLoadGenerators, processTree } from './load.ts';
 import { catalogMeasures, tagsListMeasures } from './measures-catalog.ts';
 import { httpMeasures, startServers } from './measures-http.ts';
+import { observabilityMeasures } from './measures-observability.ts';
 import { sendfileMeasures } from './measures-sendfile.ts';
 import { measurePublishThroughput, measureStartup, measureVisibility } from './measures-tree.ts';
 import { markdown, textTable } from './report.ts';
@@ -226,6 +227,7 @@ async function main(): Promise<void> {
       rows.push(...(await sendfileMeasures(fixtures, servers, plan, workDir, workers)));
       rows.push(...(await tagsListMeasures(fixtures, servers.serve, plan)));
       await stopAllServers(); // the catalog servers and the tree measures run alone
+      rows.push(...(await observabilityMeasures(fixtures, plan, workers)));
     }
     if (groups.has('catalog')) rows.push(...(await catalogMeasures(fixtures, plan, workers)));
     log(`HTTP measures done in ${fmt(elapsedSeconds(phase))} s`);

@@ -218,6 +218,8 @@ export interface DerrickOptions {
   name?: string;
   /** A YAML configuration file (`--config`), for what flags do not carry well (access rules). */
   config?: string;
+  /** More `serve` flags, last (so they override the ones above). */
+  args?: string[];
 }
 
 /** `node bin/derrick.js serve --data-dir … --listen 127.0.0.1:<port> --no-access-log --log-level warn …` */
@@ -235,6 +237,7 @@ export function startDerrick(options: DerrickOptions): Promise<BenchServer> {
       ...(options.redirectUrl === undefined ? [] : ['--redirect-url', options.redirectUrl]),
       ...(options.workers === undefined ? [] : ['--workers', String(options.workers)]),
       ...(options.config === undefined ? [] : ['--config', options.config]),
+      ...(options.args ?? []),
     ],
     // Only what derrick is told on its command line: no DERRICK_* from the caller's environment.
     env: Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('DERRICK_'))),

@@ -83,6 +83,7 @@ export class Auth {
   private readonly rules: AccessRules;
   private readonly failedLogins: FailedLogins;
   private readonly scheme: 'bearer' | 'basic' | undefined;
+  private readonly onFailedLogin: (() => void) | undefined;
 
   /** Reads every file the settings name; an unusable one is an AuthConfigError naming its key. */
   constructor(
@@ -93,9 +94,12 @@ export class Auth {
       previous?: Auth | undefined;
       /** Tells the cluster's other processes of each failed login (so that the limit holds across them). */
       publishFailure?: PublishFailure | undefined;
+      /** Called at each failed login (metrics). */
+      onFailedLogin?: (() => void) | undefined;
     } = {},
   ) {
     const { previous, publishFailure } = options;
+    this.onFailedLogin = options.onFailedLogin;
     const { auth } = config;
     this.htpasswd = auth.htpasswd === undefined ? undefined : new Htpasswd(auth.htpasswd, log);
     if (auth.token && auth.token.key === undefined && auth.token.trust.length === 0)
@@ -163,6 +167,7 @@ export class Auth {
 
   private failed(facts: RequestFacts, reason: string, user?: string): void {
     this.failedLogins.fail(facts.client);
+    this.onFailedLogin?.();
     this.log.warn({ client: facts.client, user, reason }, 'failed login');
   }
 

@@ -11,11 +11,12 @@ import { AuthConfigError } from '../auth/errors.ts';
 import type { FailureRelay } from '../auth/failed-logins.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config, ScalarKey } from '../config/schema.ts';
-import { buildApp, checkConfigFiles, reloadApp } from '../http/app.ts';
+import { appMetrics, buildApp, checkConfigFiles, reloadApp } from '../http/app.ts';
 import type { Backend } from '../store/backend.ts';
 import { isS3Location, openBackend } from '../store/open-backend.ts';
 import { StorageError } from '../store/storage-error.ts';
 import { Tree } from '../store/tree.ts';
+import { ClusterMetrics, startMetricsListener, workerMetrics } from './metrics-primary.ts';
 
 export function splitListen(listen: string): { host: string; port: number } {
   const colon = listen.lastIndexOf(':');
@@ -182,9 +183,18 @@ async function openServedTree(config: Config): Promise<Tree> {
 /** One serving process: build the app, listen, and close cleanly on SIGINT/SIGTERM; SIGHUP reloads. */
 async function serveOne(config: Config, load: Load): Promise<void> {
   const tree = await openServedTree(config);
+  const metrics = cluster.isWorker ? workerMetrics() : undefined;
   const app = attempt('invalid configuration', () =>
-    buildApp(config, tree, cluster.isWorker ? { failedLogins: workerRelay() } : {}),
+    buildApp(config, tree, metrics ? { failedLogins: workerRelay(), metricsText: metrics.text } : {}),
   );
+  metrics?.answer(app && appMetrics(app));
+  if (app && cluster.isPrimary) {
+    const own = appMetrics(app);
+    if (own && !(await startMetricsListener(config, () => own.registry.metrics(), listenProblem))) {
+      process.exitCode = 1;
+      return;
+    }
+  }
   if (!app) {
     process.exitCode = 1;
     if (cluster.isWorker) process.disconnect();
@@ -219,7 +229,7 @@ async function serveOne(config: Config, load: Load): Promise<void> {
 }
 
 /** The primary of a cluster: fork the workers, say ready once all listen, replace the ones that die. */
-function servePrimary(config: Config, workers: number, location: string): void {
+function servePrimary(config: Config, workers: number, location: string, metrics: ClusterMetrics): void {
   let stopping = false;
   let ready = 0;
   let announced = false;
@@ -232,6 +242,7 @@ function servePrimary(config: Config, workers: number, location: string): void {
       if (error.code !== 'EPIPE' && error.code !== 'ERR_IPC_CHANNEL_CLOSED') throw error;
     });
     worker.on('message', (message: unknown) => {
+      if (metrics.handle(worker, message)) return;
       if (isListenFailed(message)) {
         if (stopping) return;
         process.stderr.write(message.line);
@@ -321,6 +332,11 @@ export async function serve(
     const tree = await openServedTree(config);
     await prepare(config, tree.backend);
     await tree.backend.close();
-    servePrimary(config, workers, tree.location);
+    const metrics = new ClusterMetrics();
+    if (!(await startMetricsListener(config, () => metrics.collect(), listenProblem))) {
+      process.exitCode = 1;
+      return;
+    }
+    servePrimary(config, workers, tree.location, metrics);
   } else await serveOne(config, load);
 }

@@ -349,8 +349,42 @@ export const KEYS = {
   accessLog: {
     type: 'boolean',
     default: true,
-    meaning: 'One log line per request (pino JSON on stdout).',
+    meaning: 'One log line per request on stdout, in `accessLogFormat`.',
+    details:
+      'Health probes and scrapes (`/livez`, `/readyz`, `/metrics`) are logged at `debug` only. See docs/operations.md.',
     expected: 'true or false',
+  },
+  accessLogFormat: {
+    type: 'string',
+    default: 'json',
+    meaning:
+      "The access log's lines: `json` (pino, with the logger's other lines) or `combined` (nginx's and Apache's combined log format).",
+    expected: 'json or combined',
+    value: 'json|combined',
+  },
+  'metrics.enabled': {
+    type: 'boolean',
+    default: true,
+    meaning: 'Prometheus metrics at `/metrics`, for the whole cluster, without credentials.',
+    details:
+      'On the main listener unless `metrics.listen` is set. Names no repository outside `metrics.repositories`.',
+    expected: 'true or false',
+  },
+  'metrics.listen': {
+    type: 'string',
+    meaning:
+      '`host:port` of a listener of its own for `/metrics` (e.g. `127.0.0.1:5001`); the main listener then answers it 404.',
+    details: 'In a cluster the primary process serves it.',
+    expected: 'host:port, e.g. 127.0.0.1:5001',
+    value: 'host:port',
+  },
+  'metrics.repositories': {
+    type: 'json',
+    default: [],
+    meaning:
+      'Repository-name globs (`library/*`) whose pulls are counted by name in `derrick_pulls_total`; every other one counts as `other`.',
+    expected: 'a list of repository-name globs, e.g. ["library/*"]',
+    value: 'json',
   },
   's3.addressing': {
     type: 'string',

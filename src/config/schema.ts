@@ -175,6 +175,16 @@ export const configSchema = z.strictObject({
   /** Processes serving (Node cluster), all answering from the same tree; 0 = one per CPU. */
   workers: z.number().int().min(0).max(256).default(0),
   accessLog: z.boolean().default(true),
+  accessLogFormat: z.enum(['json', 'combined']).default('json'),
+  metrics: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** A listener of its own for /metrics (the main one then answers it 404). */
+      listen: z.string().regex(hostPort, { error: 'expected host:port, e.g. 127.0.0.1:5001' }).optional(),
+      /** Globs of the repositories counted by name in derrick_pulls_total (the others: `other`). */
+      repositories: z.array(z.string().min(1)).default([]),
+    })
+    .default({ enabled: true, repositories: [] }),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   cache: z
     .strictObject({

@@ -8,17 +8,20 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
-import type { Logger } from 'pino';
+import pino, { type Logger } from 'pino';
 import { Auth, type RequestFacts } from '../auth/auth.ts';
 import type { FailureRelay } from '../auth/failed-logins.ts';
 import type { Config } from '../config/schema.ts';
 import { ERROR_CODES, hasJsonBody, RegistryError } from '../oci/errors.ts';
 import { StorageError } from '../store/storage-error.ts';
-import type { Tree } from '../store/tree.ts';
+import { isS3Location } from '../store/open-backend.ts';
+import { Tree } from '../store/tree.ts';
 import { parseAccept } from './accept.ts';
 import type { Answer } from './answers.ts';
 import { TrustedProxies } from './forwarded.ts';
 import { homePage, notFoundPage } from './home.ts';
+import { METRICS_CONTENT_TYPE, Metrics, timedBackend } from './metrics.ts';
+import { noteUser, observeRequests } from './observe.ts';
 import { parsePath } from './paths.ts';
 import { Registry } from './registry.ts';
 import { contentSender, etagMatches, type ContentSender } from './send-file.ts';
@@ -35,6 +38,8 @@ export interface AppOptions {
   logger?: Logger;
   /** Shares failed logins with the cluster's other processes (a worker of derrick serve). */
   failedLogins?: FailureRelay;
+  /** The text of GET /metrics (a cluster worker asks its primary for the whole cluster's); default: this app's. */
+  metricsText?: () => Promise<string>;
 }
 
 /** What can change while serving (a reload): the access policy, the trusted proxies, and the TLS files. */
@@ -44,6 +49,7 @@ interface Live {
   proxies: TrustedProxies;
   tls: TlsReloader | undefined;
   relay: FailureRelay | undefined;
+  metrics: Metrics | undefined;
 }
 
 const lives = new WeakMap<FastifyInstance, Live>();
@@ -58,7 +64,11 @@ const RELOADABLE = new Set(['auth', 'access', 'trustedProxies', 'tls']);
 export function reloadApp(app: FastifyInstance, config: Config): string[] {
   const live = lives.get(app);
   if (!live) throw new Error('not an app made by buildApp');
-  const auth = new Auth(config, app.log, { previous: live.auth, publishFailure: live.relay?.publish });
+  const auth = new Auth(config, app.log, {
+    previous: live.auth,
+    publishFailure: live.relay?.publish,
+    onFailedLogin: live.metrics?.failedLogin.bind(live.metrics),
+  });
   const restart = Object.keys(config).filter(
     (key) =>
       !RELOADABLE.has(key) &&
@@ -83,6 +93,11 @@ export function reloadApp(app: FastifyInstance, config: Config): string[] {
     tls: sameShape ? config.tls : live.config.tls,
   };
   return restart;
+}
+
+/** The metrics an app made by buildApp counts into (undefined when metrics are off). */
+export function appMetrics(app: FastifyInstance): Metrics | undefined {
+  return lives.get(app)?.metrics;
 }
 
 const quiet = { info() {}, warn() {}, error() {} };
@@ -178,8 +193,20 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
   const app = Fastify({
     ...(options.logger
       ? { loggerInstance: options.logger }
-      : { logger: { level: config.logLevel, serializers: { req: describeRequest } } }),
-    logController: new LogController({ disableRequestLogging: !config.accessLog }),
+      : {
+          logger: {
+            level: config.logLevel,
+            serializers: { req: describeRequest },
+            // stdout is the combined access log's alone, for the tools that read it. Otherwise stdout, written
+            // asynchronously: lines that come together go out in one write, not one system call each.
+            stream:
+              config.accessLog && config.accessLogFormat === 'combined'
+                ? process.stderr
+                : pino.destination({ dest: 1, sync: false }),
+          },
+        }),
+    // One line per request, written by observe.ts, instead of Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
     exposeHeadRoutes: false,
     requestTimeout: config.timeouts.requestSeconds * 1000,
     keepAliveTimeout: config.timeouts.keepAliveSeconds * 1000,
@@ -192,21 +219,37 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
       sendError(request, reply, new RegistryError('NAME_INVALID', 'malformed request URL'));
     },
   }) as unknown as FastifyInstance;
+  const metrics = config.metrics.enabled ? new Metrics(config) : undefined;
   const live: Live = {
     config,
-    auth: new Auth(config, app.log, { publishFailure: options.failedLogins?.publish }),
+    auth: new Auth(config, app.log, {
+      publishFailure: options.failedLogins?.publish,
+      onFailedLogin: metrics?.failedLogin.bind(metrics),
+    }),
     proxies: new TrustedProxies(config.trustedProxies),
     tls: undefined,
     relay: options.failedLogins,
+    metrics,
   };
+  // First, so that it sees the requests the next hook refuses.
+  observeRequests(app, {
+    metrics,
+    accessLog: config.accessLog ? config.accessLogFormat : undefined,
+    client: (request) =>
+      live.proxies.client(request.raw.socket.remoteAddress, request.headers['x-forwarded-for']),
+  });
+  if (metrics) {
+    const kind = isS3Location(tree.location) ? 's3' : 'fs';
+    tree = new Tree(timedBackend(tree.backend, kind, metrics));
+  }
   options.failedLogins?.subscribe((key, at) => {
     live.auth.failedElsewhere(key, at);
   });
   if (config.tls)
     live.tls = new TlsReloader(app.server as unknown as SecureServer, config.tls, app.log, tls?.crlExpires);
   lives.set(app, live);
-  const registry = new Registry(config, tree, app.log);
   const sendBlob = contentSender(config.serve, tree.backend);
+  const registry = new Registry(config, tree, app.log, metrics?.recordCacheEvent);
   const facts = (request: FastifyRequest): RequestFacts => requestFacts(request, live);
 
   app.addHook('onRequest', (request, reply, done) => {
@@ -273,6 +316,7 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
     const { auth } = live;
     const requestFacts = facts(request);
     const principal = await auth.authenticate(requestFacts);
+    noteUser(request, principal.ids);
     const viewer = auth.viewer(principal, requestFacts);
     switch (route.kind) {
       case 'base':
@@ -329,6 +373,11 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
       facts,
     }),
   });
+
+  if (metrics && config.metrics.listen === undefined) {
+    const text = options.metricsText ?? (() => metrics.registry.metrics());
+    app.get('/metrics', async (_request, reply) => reply.type(METRICS_CONTENT_TYPE).send(await text()));
+  }
 
   for (const url of ['/v2', '/v2/', '/v2/*']) {
     app.route({ method: [...READ_METHODS], url, handler });

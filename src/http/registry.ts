@@ -13,7 +13,7 @@ import { RegistryError } from '../oci/errors.ts';
 import { isIndexMediaType, type ManifestMediaType } from '../oci/media-types.ts';
 import type { ListedRecord } from '../store/backend.ts';
 import { blobUrlPath, contentKey, manifestUrlPath } from '../store/keys.ts';
-import { RecordCache, type CachedRepository } from '../store/record-cache.ts';
+import { RecordCache, type CachedRepository, type RecordCacheEvent } from '../store/record-cache.ts';
 import type { ManifestEntry } from '../store/record-schema.ts';
 import { upperBound } from '../store/record.ts';
 import { StorageError } from '../store/storage-error.ts';
@@ -56,9 +56,15 @@ export class Registry {
     private readonly config: Config,
     private readonly tree: Tree,
     private readonly log: FastifyBaseLogger,
+    recordCacheEvent?: (event: RecordCacheEvent) => void,
   ) {
     this.presigns = tree.backend.presigns;
-    this.records = new RecordCache(tree.backend, config.cache.records, config.cache.recordTtlSeconds * 1000);
+    this.records = new RecordCache(
+      tree.backend,
+      config.cache.records,
+      config.cache.recordTtlSeconds * 1000,
+      recordCacheEvent,
+    );
     this.manifestBytes =
       config.cache.manifestBytes > 0
         ? new LRUCache<string, Buffer>({

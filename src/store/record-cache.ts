@@ -24,6 +24,12 @@ export interface CachedRepository {
 export type RecordResult =
   { found: true; cached: CachedRepository } | { found: false } | { found: false; error: RecordError };
 
+/**
+ * What a look-up came to, for metrics: `hit`, used without asking the back end (within `ttlSeconds`, or at the
+ * version a listing gave); `revalidated`, asked and unchanged; `reread`, changed and read again; `miss`, not held.
+ */
+export type RecordCacheEvent = 'hit' | 'revalidated' | 'reread' | 'miss';
+
 interface Entry {
   version: string;
   cached: CachedRepository;
@@ -67,6 +73,7 @@ export class RecordCache {
     private readonly backend: Backend,
     maxEntries: number,
     private readonly ttlMs = 0,
+    private readonly observe: (event: RecordCacheEvent) => void = () => {},
   ) {
     this.cache = maxEntries > 0 ? new LRUCache<string, Entry>({ max: maxEntries }) : undefined;
   }
@@ -87,10 +94,13 @@ export class RecordCache {
     const hit = this.cache?.get(key);
     if (hit && listed !== undefined && hit.version === listed) {
       hit.checkedAt = Date.now();
+      this.observe('hit');
       return Promise.resolve({ found: true, cached: hit.cached });
     }
-    if (hit && this.ttlMs > 0 && Date.now() - hit.checkedAt < this.ttlMs)
+    if (hit && this.ttlMs > 0 && Date.now() - hit.checkedAt < this.ttlMs) {
+      this.observe('hit');
       return Promise.resolve({ found: true, cached: hit.cached });
+    }
     return this.flights.run(key, () => this.read(key, name));
   }
 
@@ -99,6 +109,7 @@ export class RecordCache {
     const now = Date.now();
     const order = ++this.reads;
     const read = await this.backend.read(key, hit?.version);
+    this.observe(read.status === 'unchanged' ? 'revalidated' : hit ? 'reread' : 'miss');
     switch (read.status) {
       case 'unchanged':
         if (!hit) return { found: false }; // cannot happen: a version was only given for a hit

@@ -22,6 +22,8 @@ export interface DerrickServer {
   pid: number;
   /** Everything the server printed so far (stdout and stderr). */
   output: () => string;
+  /** What it printed on stdout alone (the access log). */
+  stdout: () => string;
   /**
    * Resolves with the output once `pattern` (made global here) has matched `count` (default 1) times in what was
    * printed from offset `from` (default 0: all of it; pass `output().length` taken before a signal to see only
@@ -76,7 +78,11 @@ export async function startDerrickServer(
   });
   let output = '';
   let stderr = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  let stdout = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    stdout += chunk.toString();
+  });
   child.stderr?.on('data', (chunk: Buffer) => {
     output += chunk.toString();
     stderr += chunk.toString();
@@ -140,6 +146,7 @@ export async function startDerrickServer(
     mode,
     pid: child.pid ?? 0,
     output: () => output,
+    stdout: () => stdout,
     waitForOutput,
     stop,
   };

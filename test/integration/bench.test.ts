@@ -29,6 +29,8 @@ const HTTP_MEASURES: [RegExp, number][] = [
   [/^blob GET 1 MiB \(serve\)$/, 1],
   [/^blob GET 1 MiB, curl \(serve, x-accel-redirect via nginx\)$/, 1],
   [/^blob GET 1 MiB, curl \(serve, derrick alone\)$/, 1],
+  [/^manifest GET by tag \(serve\), metrics \+ access log on vs off$/, 1],
+  [/^manifest HEAD by tag \(serve\), metrics \+ access log on vs off$/, 1],
   [/^tags\/list\?n=100, [\d,]+ tags$/, 2],
   [/^_catalog\?n=100 first page, [\d,]+ repositories$/, 3],
   [/^_catalog\?n=100 deep page .*, [\d,]+ repositories$/, 3],

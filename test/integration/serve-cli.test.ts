@@ -7,7 +7,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { helpText } from '../../src/cli/serve-command.ts';
-import { flagName, KEY_NAMES } from '../../src/config/keys.ts';
+import { flagName, KEY_NAMES, keyInfo } from '../../src/config/keys.ts';
 import { BACKENDS, freshTree, type TreeSpot } from '../helpers/backends.ts';
 import { collectOutput, REPO_ROOT, run, runDerrick, startDerrick, tempDir } from '../helpers/cli.ts';
 import { htpasswdLine } from '../helpers/pki.ts';
@@ -102,8 +102,8 @@ describe('derrick serve', { concurrency: 3 }, () => {
       [...help.matchAll(/^ {2}(--[a-z-]+)/gm)].map(([, flag]) => flag ?? '');
     assert.equal(
       flags(result.stdout).length,
-      1 + KEY_NAMES.length + 2,
-      '--config, the keys and the two --no- forms',
+      1 + KEY_NAMES.length + KEY_NAMES.filter((key) => keyInfo(key).type === 'boolean').length,
+      '--config, the keys and the --no- forms of the boolean ones',
     );
     for (const key of KEY_NAMES) {
       const flag = `--${flagName(key)}`;

@@ -1,0 +1,99 @@
+/**
+ * Counters, gauges and histograms cheap enough for every request: a series is a plain object found by one Map
+ * look-up of its label values joined, and an observation is an increment (a histogram's bucket found by a short
+ * scan). prom-client's own metrics hash their labels object at each call, which measured here as a sizeable share
+ * of a manifest GET. Each family is registered in a prom-client Registry as a metric whose `get()` gives
+ * prom-client's JSON shape, so the Registry writes the text format and AggregatorRegistry.aggregate sums a
+ * cluster's families as it sums its own.
+ */
+import type * as Prom from 'prom-client';
+
+interface Series {
+  labels: Record<string, string>;
+  value: number;
+  /** Histograms: observations per bucket (not cumulative; the last is +Inf), and their sum. */
+  counts?: Float64Array;
+  sum?: number;
+}
+
+interface Value {
+  labels: Record<string, string | number>;
+  value: number;
+  metricName?: string;
+}
+
+export class Family {
+  private readonly series = new Map<string, Series>();
+
+  constructor(
+    registry: Prom.Registry,
+    private readonly name: string,
+    private readonly help: string,
+    private readonly type: 'counter' | 'gauge' | 'histogram',
+    private readonly labelNames: readonly string[],
+    private readonly buckets: readonly number[] = [],
+  ) {
+    registry.registerMetric({
+      name,
+      help,
+      get: () => Promise.resolve(this.get()),
+      reset: () => this.series.clear(),
+    } as unknown as Prom.Metric);
+  }
+
+  /** The series of these label values (in labelNames' order), made on first use. */
+  private at(values: readonly string[]): Series {
+    const key = values.join('\u0000');
+    let series = this.series.get(key);
+    if (series === undefined) {
+      const labels: Record<string, string> = {};
+      this.labelNames.forEach((label, i) => (labels[label] = values[i] ?? ''));
+      series = { labels, value: 0 };
+      if (this.type === 'histogram') {
+        series.counts = new Float64Array(this.buckets.length + 1);
+        series.sum = 0;
+      }
+      this.series.set(key, series);
+    }
+    return series;
+  }
+
+  /** Counter and gauge: adds `by` (may be negative for a gauge). */
+  add(by: number, ...values: string[]): void {
+    this.at(values).value += by;
+  }
+
+  /** Histogram: one observation. */
+  observe(observed: number, ...values: string[]): void {
+    const series = this.at(values);
+    const { buckets } = this;
+    let i = 0;
+    while (i < buckets.length && observed > (buckets[i] ?? Infinity)) i++;
+    if (series.counts) series.counts[i] = (series.counts[i] ?? 0) + 1;
+    series.sum = (series.sum ?? 0) + observed;
+    series.value++;
+  }
+
+  /** prom-client's MetricObjectWithValues. */
+  private get(): { name: string; help: string; type: string; aggregator: 'sum'; values: Value[] } {
+    const values: Value[] = [];
+    for (const series of this.series.values()) {
+      if (this.type !== 'histogram' || !series.counts) {
+        values.push({ labels: series.labels, value: series.value });
+        continue;
+      }
+      let cumulative = 0;
+      for (let i = 0; i <= this.buckets.length; i++) {
+        cumulative += series.counts[i] ?? 0;
+        values.push({
+          labels: { ...series.labels, le: this.buckets[i] ?? '+Inf' },
+          value: cumulative,
+          metricName: `${this.name}_bucket`,
+        });
+      }
+      values.push({ labels: series.labels, value: series.sum ?? 0, metricName: `${this.name}_sum` });
+      values.push({ labels: series.labels, value: series.value, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: 'sum', values };
+  }
+}
