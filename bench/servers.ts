@@ -23,6 +23,16 @@ import { processTree } from './load.ts';
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 export const DERRICK_BIN = path.join(REPO_ROOT, 'bin', 'derrick.js');
 
+/**
+ * The node flags bin/derrick.js runs with when started as a program (`#!/usr/bin/env -S node <flags>`), which
+ * `node bin/derrick.js` would not get: every derrick the bench spawns is given them, as an installed one runs.
+ */
+export function derrickNodeFlags(): string[] {
+  const shebang = readFileSync(DERRICK_BIN, 'utf8').split('\n', 1)[0] ?? '';
+  const words = shebang.replace(/^#!/, '').trim().split(/\s+/);
+  return words.slice(words.indexOf('node') + 1);
+}
+
 /** What a registry client sends: every manifest type (so docker-registry serves OCI manifests too). */
 export const MANIFEST_ACCEPT = [
   'application/vnd.oci.image.manifest.v1+json',
@@ -225,6 +235,7 @@ export function startDerrick(options: DerrickOptions): Promise<BenchServer> {
     name: options.name ?? `derrick (${options.mode})`,
     command: process.execPath,
     args: (port) => [
+      ...derrickNodeFlags(),
       DERRICK_BIN,
       ...derrickServeArgs(options.dataDir, `127.0.0.1:${port}`),
       '--log-level',

@@ -1,0 +1,338 @@
+/**
+ * Start-up and memory of `derrick serve` (issue 4's rows, issue 11's targets): against the size of the tree; the
+ * bundled CLI (scripts/build.ts) against the build before it — tsc's one module per file, built here from the same
+ * sources — for `--version`, `ls`, `publish` and `serve`; and bin/derrick.js's V8 flags (its `#!` line) against
+ * none, on memory and on manifest GETs.
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { derrickCli, generatedName, layoutsOf, REPO_ROOT, runCommand, type DerrickCli } from './fixtures.ts';
+import {
+  elapsedMs,
+  median,
+  ONE_WORKER,
+  request,
+  residentKb,
+  round,
+  startServe,
+  timedRun,
+  type Serving,
+} from './measures-tree.ts';
+import { runLoad } from './load.ts';
+import { MANIFEST_ACCEPT, type BenchServer } from './servers.ts';
+import { compareRow, get, runGroup } from './summary.ts';
+import type { Fixtures, Plan, Row } from './types.ts';
+
+// ---------------------------------------------------------------------------------------------------------------
+// A server's first answer, and a catalog walk
+
+/** The `last=` values of `count` catalog pages spread evenly over a generated tree of `repositories`. */
+function spreadLasts(repositories: number, count: number): (string | undefined)[] {
+  const lasts: (string | undefined)[] = [undefined];
+  for (let i = 1; i < count; i++) lasts.push(generatedName(Math.floor((i * repositories) / count)));
+  return lasts;
+}
+
+/** Resolves at the first 200 of `GET /v2/_catalog?n=10`: what a client (or a probe) waits for after the port. */
+async function firstAnswer(url: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const answer = await request(`${url}/v2/_catalog?n=10`).catch(() => undefined);
+    if (answer?.status === 200) return;
+    if (Date.now() > deadline)
+      throw new Error(`no 200 from ${url}/v2/_catalog within 30 s (last: ${answer?.status})`);
+    await sleep(5);
+  }
+}
+
+/** One `GET /v2/_catalog?n=100&last=…` per entry of `lasts`, on one keep-alive connection. */
+async function walkCatalog(url: string, lasts: (string | undefined)[]): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    for (const last of lasts) {
+      const query = last === undefined ? '' : `&last=${encodeURIComponent(last)}`;
+      const answer = await request(`${url}/v2/_catalog?n=100${query}`, { agent });
+      if (answer.status !== 200) throw new Error(`_catalog answered ${answer.status}: ${answer.body}`);
+    }
+  } finally {
+    agent.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Start-up and memory against the size of the tree
+
+/**
+ * For each generated tree: the time from spawning `derrick serve` to its first successful `GET /v2/_catalog?n=10`,
+ * and its resident memory after 200 catalog pages (n=100) spread over the tree — each the median over `rounds`
+ * fresh servers.
+ */
+export async function measureStartup(fixtures: Fixtures, options: { rounds: number }): Promise<Row[]> {
+  const results: { repositories: number; startup: number[]; rss: number[]; rssAtStart: number[] }[] = [];
+  for (const tree of [...fixtures.trees].sort((a, b) => a.repositories - b.repositories)) {
+    const startup: number[] = [];
+    const rss: number[] = [];
+    const rssAtStart: number[] = [];
+    const lasts = spreadLasts(tree.repositories, 200);
+    for (let round = 0; round < options.rounds; round++) {
+      const spawnedAt = process.hrtime.bigint();
+      const server = await startServe(tree.dataDir, ONE_WORKER);
+      try {
+        await firstAnswer(server.url);
+        startup.push(elapsedMs(spawnedAt));
+        rssAtStart.push((await residentKb(server.pid)) / 1024);
+        await walkCatalog(server.url, lasts);
+        rss.push((await residentKb(server.pid)) / 1024);
+      } finally {
+        await server.stop();
+      }
+    }
+    results.push({ repositories: tree.repositories, startup, rss, rssAtStart });
+  }
+
+  const rows: Row[] = [];
+  const smallest = results[0];
+  const largest = results[results.length - 1];
+  const rule = (bound: string) =>
+    `met when the largest tree is ${bound} and at most 1.5× the smallest tree (${smallest?.repositories ?? 0} repositories)`;
+  const cliNote = `derrick serve --workers 1 from ${derrickCli().from}`;
+  for (const [kind, unit, bound, limit] of [
+    ['startup', 'ms', '< 500 ms', 500],
+    ['rss', 'MB', '< 100 MB', 100],
+  ] as const) {
+    for (const result of results) {
+      const values = result[kind];
+      const value = round(median(values));
+      const row: Row = {
+        measure:
+          kind === 'startup'
+            ? `start-up to first answer, ${result.repositories.toLocaleString('en-US')} repositories`
+            : `RSS after 200 catalog pages, ${result.repositories.toLocaleString('en-US')} repositories`,
+        value,
+        unit,
+        note: `median of ${values.length} (${round(Math.min(...values))}–${round(Math.max(...values))}); ${
+          kind === 'startup'
+            ? 'spawn to first 200 of GET /v2/_catalog?n=10'
+            : `VmRSS (process and children) after 200 × GET /v2/_catalog?n=100&last=… spread over the tree (${round(median(result.rssAtStart))} MB at the first answer)`
+        }; ${cliNote}`,
+      };
+      if (result === largest && smallest) {
+        const base = median(smallest[kind]);
+        row.reference = {
+          name: `${smallest.repositories.toLocaleString('en-US')} repositories`,
+          value: round(base),
+        };
+        row.ratio = round(value / base, 2);
+        row.target = `${bound} and no growth with N`;
+        row.met = value < limit && value <= 1.5 * base;
+        row.note = `${row.note ?? ''}; ${rule(bound)}`;
+      }
+      rows.push(row);
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The bundle against tsc's output
+
+/** Where tsc's output of src/ goes: inside the checkout (its imports resolve node_modules), outside git and lint. */
+const TSC_OUT = path.join(REPO_ROOT, 'node_modules', '.cache', 'derrick-bench', 'tsc');
+
+/**
+ * tsc's one module per file (tsconfig.build.json, incremental: seconds when src/ has not changed), run through a
+ * bin that imports it, as bin/derrick.js did before the bundle.
+ */
+export async function tscCli(): Promise<DerrickCli> {
+  await runCommand(process.execPath, [
+    path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
+    '-p',
+    path.join(REPO_ROOT, 'tsconfig.build.json'),
+    '--outDir',
+    TSC_OUT,
+    '--incremental',
+    '--tsBuildInfoFile',
+    path.join(TSC_OUT, '.tsbuildinfo'),
+  ]);
+  if (!existsSync(path.join(TSC_OUT, 'cli', 'main.js')))
+    throw new Error(`tsc wrote no cli/main.js in ${TSC_OUT}`);
+  // As bin/derrick.js was before the bundle: one static import of the compiled CLI.
+  const main = path.join(TSC_OUT, 'bin', 'derrick.js');
+  await fs.mkdir(path.dirname(main), { recursive: true });
+  await fs.writeFile(main, "import '../cli/main.js';\n");
+  return { command: process.execPath, args: [main], from: 'tsc' };
+}
+
+/** Milliseconds from spawning `derrick serve` (one worker) on `dataDir` to its first answer. */
+async function serveStartup(cli: DerrickCli, dataDir: string): Promise<number> {
+  const spawnedAt = process.hrtime.bigint();
+  const server = await startServe(dataDir, ONE_WORKER, { cli });
+  try {
+    await firstAnswer(server.url);
+    return elapsedMs(spawnedAt);
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * `derrick --version`, `derrick ls`, `derrick publish` of the small image into a fresh tree, and `derrick serve`
+ * to its first answer on the largest generated tree: each from the bundle and from tsc's output, alternating,
+ * `rounds` times (at least 3); medians, and the ratio bundle ÷ tsc, which must not exceed 1.
+ */
+export async function measureCommandStartup(fixtures: Fixtures, options: { rounds: number }): Promise<Row[]> {
+  const bundle = derrickCli();
+  const tsc = await tscCli();
+  const largest = [...fixtures.trees].sort((a, b) => b.repositories - a.repositories)[0];
+  const scratch = path.join(fixtures.workDir, 'startup-publish');
+  const small = `oci:${layoutsOf(fixtures).small}:latest`;
+  const commands: { name: string; time: (cli: DerrickCli) => Promise<number> }[] = [
+    { name: 'derrick --version', time: (cli) => timedRun(cli.command, [...cli.args, '--version']) },
+    {
+      name: 'derrick ls',
+      time: (cli) => timedRun(cli.command, [...cli.args, 'ls', '--data-dir', fixtures.dataDir]),
+    },
+    {
+      name: 'derrick publish (small image, fresh tree)',
+      time: async (cli) => {
+        await fs.rm(scratch, { recursive: true, force: true });
+        const args = ['publish', small, 'bench/startup', '--data-dir', scratch, '-q'];
+        return timedRun(cli.command, [...cli.args, ...args]);
+      },
+    },
+  ];
+  if (largest) {
+    const name = `derrick serve to first answer (${largest.repositories.toLocaleString('en-US')} repositories)`;
+    commands.push({ name, time: (cli) => serveStartup(cli, largest.dataDir) });
+  }
+  const rounds = Math.max(3, options.rounds);
+  const rows: Row[] = [];
+  try {
+    for (const command of commands) {
+      const times = { bundle: [] as number[], tsc: [] as number[] };
+      for (let i = 0; i < rounds; i++) {
+        // Alternating, the first of each pair swapped every round.
+        for (const which of i % 2 === 0 ? (['bundle', 'tsc'] as const) : (['tsc', 'bundle'] as const))
+          times[which].push(await command.time(which === 'bundle' ? bundle : tsc));
+      }
+      const value = round(median(times.bundle));
+      const reference = round(median(times.tsc));
+      const ratio = round(value / reference, 2);
+      rows.push({
+        measure: `start-up, ${command.name}: bundle vs tsc output`,
+        value,
+        unit: 'ms',
+        reference: { name: 'tsc output (the build before)', value: reference },
+        ratio,
+        target: '≤ 1× tsc output',
+        met: ratio <= 1,
+        note: `median of ${rounds}, alternating: bundle ${round(Math.min(...times.bundle))}–${round(Math.max(...times.bundle))} ms (from ${bundle.from}, ${bundle.args.slice(0, -1).join(' ') || 'no node flags'}), tsc output ${round(Math.min(...times.tsc))}–${round(Math.max(...times.tsc))} ms (no node flags); spawn to exit${command.name.includes('serve') ? ' (serve: to the first 200 of GET /v2/_catalog?n=10)' : ''}`,
+      });
+    }
+  } finally {
+    await fs.rm(scratch, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// bin/derrick.js's V8 flags: memory against requests per second
+
+function benchServer(name: string, serving: Serving): BenchServer {
+  return {
+    name,
+    port: Number(new URL(serving.url).port),
+    pid: serving.pid,
+    url: serving.url,
+    stop: serving.stop,
+  };
+}
+
+/**
+ * Two one-worker `derrick serve --mode serve` on the largest generated tree, both from the bundle: with the node
+ * flags of bin/derrick.js's `#!` line and with none. Each walks 200 catalog pages (its RSS after), then both answer
+ * the manifest GET by tag, warmed up for 1 s each and then in alternating load runs (bench/summary.ts).
+ */
+export async function measureV8Flags(fixtures: Fixtures, plan: Plan): Promise<Row[]> {
+  const largest = [...fixtures.trees].sort((a, b) => b.repositories - a.repositories)[0];
+  if (!largest) return [];
+  const flagged = derrickCli();
+  const flags = flagged.args.slice(0, -1);
+  const plain: DerrickCli = { ...flagged, args: flagged.args.slice(-1) };
+  const args = [...ONE_WORKER, '--mode', 'serve', '--log-level', 'warn'];
+  const withFlags = await startServe(largest.dataDir, args, { cli: flagged });
+  const without = await startServe(largest.dataDir, args, { cli: plain }).catch(async (error: unknown) => {
+    await withFlags.stop();
+    throw error;
+  });
+  try {
+    const lasts = spreadLasts(largest.repositories, 200);
+    const rss = { flags: [] as number[], none: [] as number[] };
+    for (const [key, server] of [
+      ['flags', withFlags],
+      ['none', without],
+    ] as const) {
+      await walkCatalog(server.url, lasts);
+      rss[key].push((await residentKb(server.pid)) / 1024);
+    }
+    const shown = flags.join(' ') || 'no flags';
+    const manifest = `/v2/${generatedName(0)}/manifests/latest`;
+    const headers = { accept: MANIFEST_ACCEPT };
+    const probe = (key: string, serving: Serving, name: string) => ({
+      key,
+      server: benchServer(name, serving),
+      path: manifest,
+      method: 'GET' as const,
+      headers,
+      expect: 200,
+      connections: plan.connections,
+    });
+    // Both warmed up alike first (JIT), so that neither pays it inside a measured run.
+    for (const server of [withFlags, without])
+      await runLoad({
+        url: `${server.url}${manifest}`,
+        method: 'GET',
+        headers,
+        connections: plan.connections,
+        seconds: 1,
+        pid: server.pid,
+      });
+    const s = await runGroup(
+      'manifest GET, V8 flags',
+      [probe('flags', withFlags, `derrick (${shown})`), probe('none', without, 'derrick (no node flags)')],
+      plan,
+    );
+    for (const [key, server] of [
+      ['flags', withFlags],
+      ['none', without],
+    ] as const)
+      rss[key].push((await residentKb(server.pid)) / 1024);
+    const n = largest.repositories.toLocaleString('en-US');
+    const ratio = get(s, 'flags').requestsPerSecond / get(s, 'none').requestsPerSecond;
+    const rssRatio = round((rss.flags[0] ?? 0) / (rss.none[0] ?? 1), 2);
+    return [
+      {
+        measure: `RSS after 200 catalog pages, ${n} repositories: bin/derrick.js's V8 flags vs none`,
+        value: round(rss.flags[0] ?? 0),
+        unit: 'MB',
+        reference: { name: 'no node flags', value: round(rss.none[0] ?? 0) },
+        ratio: rssRatio,
+        target: '< 100 MB',
+        met: (rss.flags[0] ?? Infinity) < 100,
+        note: `${shown}; one worker, serve mode; VmRSS after 200 × GET /v2/_catalog?n=100&last=… and then after the manifest GET runs: ${round(rss.flags[1] ?? 0)} MB with the flags, ${round(rss.none[1] ?? 0)} MB without`,
+      },
+      compareRow(
+        `manifest GET by tag (serve, 1 worker): bin/derrick.js's V8 flags vs none`,
+        plan,
+        get(s, 'flags'),
+        get(s, 'none'),
+        [],
+        { text: '≥ 0.95× without the flags (their cost)', met: ratio >= 0.95 },
+      ),
+    ];
+  } finally {
+    await Promise.all([withFlags.stop(), without.stop()]);
+  }
+}
