@@ -110,6 +110,17 @@ describe('the bundled build', () => {
     assert.deepEqual(strays, []);
   });
 
+  test('maps a stack trace to src/ through its source maps with DERRICK_DEBUG, and prints none without', async () => {
+    const missing = path.join(temp.dir, 'no-such-tree');
+    const plain = await runDerrick(['ls', '--data-dir', missing], { bin });
+    assert.equal(plain.code, 1);
+    assert.match(plain.stderr, /^derrick: .*no-such-tree/);
+    assert.doesNotMatch(plain.stderr, /\n\s+at /);
+    const debug = await runDerrick(['ls', '--data-dir', missing], { bin, env: { DERRICK_DEBUG: '1' } });
+    assert.equal(debug.code, 1);
+    assert.match(debug.stderr, /\n\s+at .*src\/store\/[\w-]+\.ts:\d+:\d+/, debug.stderr);
+  });
+
   test('serves a tree on a file system from the bundle in the primary and each cluster worker, without the S3 SDK', async () => {
     const dataDir = path.join(temp.dir, 'fs-data');
     const layout = path.join(temp.dir, 'layout-small');
