@@ -7,7 +7,7 @@
 // measures it: docs/operations.md). Cluster workers inherit it (process.execArgv). `node bin/derrick.js` does not
 // read this line: pass the flag yourself there.
 //
-// Source maps make stack traces name src/ lines but cost ~0.1 s of start-up and ~14 MB: on with DERRICK_DEBUG (or
+// Source maps make stack traces name src/ lines but cost ~20 ms of start-up and 2-3 MB: on with DERRICK_DEBUG (or
 // `node --enable-source-maps bin/derrick.js`). Enabled before the bundle loads, hence the dynamic import.
 if (process.env.DERRICK_DEBUG) process.setSourceMapsEnabled(true);
 await import('../dist/cli/main.js');
