@@ -31,7 +31,7 @@ export interface DerrickCli {
   command: string;
   args: string[];
   /**
-   * dist: the bundled CLI (bin/derrick.js, with the node flags of its `#!` line); source: src/cli/main.ts through
+   * dist: the bundled CLI (bin/derrick.js, with the node flags its exec line gives); source: src/cli/main.ts through
    * tsx (slower to start); tsc: tsc's one module per file, the build before the bundle (bench/measures-startup.ts).
    */
   from: 'dist' | 'source' | 'tsc';

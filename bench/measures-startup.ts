@@ -1,7 +1,7 @@
 /**
  * Start-up and memory of `derrick serve` (issue 4's rows, issue 11's targets): against the size of the tree; the
  * bundled CLI (scripts/build.ts) against the build before it — tsc's one module per file, built here from the same
- * sources — for `--version`, `ls`, `publish` and `serve`; and bin/derrick.js's V8 flags (its `#!` line) against
+ * sources — for `--version`, `ls`, `publish` and `serve`; and bin/derrick.js's V8 flags (its exec line) against
  * none, on memory and on manifest GETs.
  */
 import { existsSync, promises as fs } from 'node:fs';
@@ -317,7 +317,7 @@ async function flagsPass(
 
 /**
  * Two one-worker `derrick serve --mode serve` on the largest generated tree, both from the bundle: with the node
- * flags of bin/derrick.js's `#!` line and with none (flagsPass). Two passes but in tiny size, the second starting
+ * flags of bin/derrick.js's exec line and with none (flagsPass). Two passes but in tiny size, the second starting
  * the servers in the other order, so that neither is always the first started; the figures are the means of the
  * passes. (An A/A run here, the same flags in both, differed by 8% in CPU µs/request: the noise of a shared box.)
  */

@@ -24,13 +24,14 @@ export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 export const DERRICK_BIN = path.join(REPO_ROOT, 'bin', 'derrick.js');
 
 /**
- * The node flags bin/derrick.js runs with when started as a program (`#!/usr/bin/env -S node <flags>`), which
- * `node bin/derrick.js` would not get: every derrick the bench spawns is given them, as an installed one runs.
+ * The node flags bin/derrick.js runs with when started as a program (its second line, for /bin/sh:
+ * `exec node <flags> "$0" "$@"`), which `node bin/derrick.js` would not get: every derrick the bench spawns is
+ * given them, as an installed one runs.
  */
 export function derrickNodeFlags(): string[] {
-  const shebang = readFileSync(DERRICK_BIN, 'utf8').split('\n', 1)[0] ?? '';
-  const words = shebang.replace(/^#!/, '').trim().split(/\s+/);
-  return words.slice(words.indexOf('node') + 1);
+  const exec = /^\/\/.*\bexec node (.*) "\$0" "\$@"$/m.exec(readFileSync(DERRICK_BIN, 'utf8'));
+  if (!exec?.[1]) throw new Error(`bench: no exec node line in ${DERRICK_BIN}`);
+  return exec[1].trim().split(/\s+/);
 }
 
 /** What a registry client sends: every manifest type (so docker-registry serves OCI manifests too). */
