@@ -11,9 +11,10 @@
  *   dist/meta.json             esbuild's metafile: which sources and packages went into which file (tests read it)
  *
  * Both entry and chunks sit two levels below the package root, where src/cli/version.ts looks for package.json.
- * yaml and picomatch stay outside (src/ loads them with createRequire, synchronously, only when used).
+ * yaml and picomatch stay outside (src/ loads them with createRequire, synchronously, only when used). zod's
+ * locales are cut to English (englishOnlyZod).
  */
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -24,6 +25,22 @@ const DIST = path.join(ROOT, 'dist');
 const REQUIRE_BANNER =
   "import { createRequire as __derrickCreateRequire } from 'node:module';\n" +
   'const require = __derrickCreateRequire(import.meta.url);';
+
+/**
+ * zod's `z.locales` namespace imports its error messages in every language, over half of zod in the bundle
+ * (~260 kB minified, parsed at every start of serve and publish); derrick's messages are English (zod's default,
+ * which zod imports on its own) and it never reads `z.locales`: only `en` is kept there.
+ */
+const englishOnlyZod: Plugin = {
+  name: 'english-only-zod',
+  setup(esbuild) {
+    esbuild.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => ({
+      contents: "export { default as en } from './en.js';\n",
+      loader: 'js',
+      resolveDir: path.dirname(args.path),
+    }));
+  },
+};
 
 rmSync(DIST, { recursive: true, force: true });
 const result = await build({
@@ -44,6 +61,7 @@ const result = await build({
   legalComments: 'none',
   banner: { js: REQUIRE_BANNER },
   metafile: true,
+  plugins: [englishOnlyZod],
   logLevel: 'warning',
 });
 writeFileSync(path.join(DIST, 'meta.json'), `${JSON.stringify(result.metafile, null, 1)}\n`);

@@ -110,6 +110,23 @@ describe('the bundled build', () => {
     assert.deepEqual(strays, []);
   });
 
+  test('holds zod’s English messages only, and gives a bad configuration the same line as the sources do', async () => {
+    const locales = Object.values(meta.outputs)
+      .flatMap((output) => Object.keys(output.inputs))
+      .filter((input) => /node_modules\/zod\/v4\/locales\//.test(input))
+      .map((input) => path.basename(input))
+      .sort();
+    assert.deepEqual(locales, ['en.js', 'index.js']);
+    const config = path.join(temp.dir, 'bad.yaml');
+    writeFileSync(config, 'workers: -3\nbogus: 1\n');
+    const args = ['serve', '--config', config, '--data-dir', temp.dir];
+    const bundled = await runDerrick(args, { bin });
+    const fromSource = await runDerrick(args);
+    assert.equal(bundled.code, fromSource.code);
+    assert.match(bundled.stderr, /^derrick: invalid configuration: .*bad\.yaml: /);
+    assert.equal(bundled.stderr, fromSource.stderr);
+  });
+
   test('maps a stack trace to src/ through its source maps with DERRICK_DEBUG, and prints none without', async () => {
     const missing = path.join(temp.dir, 'no-such-tree');
     const plain = await runDerrick(['ls', '--data-dir', missing], { bin });
