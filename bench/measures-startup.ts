@@ -325,6 +325,7 @@ export async function measureV8Flags(fixtures: Fixtures, plan: Plan): Promise<Ro
   const largest = [...fixtures.trees].sort((a, b) => b.repositories - a.repositories)[0];
   if (!largest) return [];
   const flagged = derrickCli();
+  if (flagged.args.length < 2) return []; // bin/derrick.js gives node no flags: nothing to compare
   const clis = { flags: flagged, none: { ...flagged, args: flagged.args.slice(-1) } };
   const shown = flagged.args.slice(0, -1).join(' ') || 'no flags';
   const passes: FlagsPass[] = [];

@@ -29,9 +29,9 @@ export const DERRICK_BIN = path.join(REPO_ROOT, 'bin', 'derrick.js');
  * given them, as an installed one runs.
  */
 export function derrickNodeFlags(): string[] {
-  const exec = /^\/\/.*\bexec node (.*) "\$0" "\$@"$/m.exec(readFileSync(DERRICK_BIN, 'utf8'));
-  if (!exec?.[1]) throw new Error(`bench: no exec node line in ${DERRICK_BIN}`);
-  return exec[1].trim().split(/\s+/);
+  const exec = /^\/\/.*\bexec node((?: \S+)*?) "\$0" "\$@"$/m.exec(readFileSync(DERRICK_BIN, 'utf8'));
+  if (!exec) throw new Error(`bench: no exec node line in ${DERRICK_BIN}`);
+  return (exec[1] ?? '').trim().split(/\s+/).filter(Boolean);
 }
 
 /** What a registry client sends: every manifest type (so docker-registry serves OCI manifests too). */

@@ -8,9 +8,9 @@
 // through `prepare`). Cluster workers re-run this file, so they start from the bundle too.
 //
 // --max-semi-space-size=8 (MB; V8's default grows to 16): a young generation of 3 × 8 MB rather than 3 × 16 MB keeps
-// `derrick serve` under 100 MB resident; its cost in requests per second is within this box's noise (the bench
-// measures it: docs/operations.md). Cluster workers inherit it (process.execArgv). `node bin/derrick.js` does not
-// read the exec line: pass the flag yourself there.
+// `derrick serve` under 100 MB resident; its cost in CPU per request is not settled (the bench measures it, and
+// docs/operations.md says how to drop the flag). Cluster workers inherit it (process.execArgv). `node
+// bin/derrick.js` does not read the exec line: pass the flag yourself there.
 //
 // Source maps make stack traces name src/ lines but cost ~20 ms of start-up and 2-3 MB: on with DERRICK_DEBUG (or
 // `node --enable-source-maps bin/derrick.js`). Enabled before the bundle loads, hence the dynamic import.
