@@ -18,6 +18,7 @@ import { LayoutBuilder, type Descriptor } from '../scripts/oci-builder.ts';
 import { serializeRecord, type Repository } from '../src/store/record.ts';
 import { Tree } from '../src/store/tree.ts';
 import { multiPlatformLayout } from '../test/helpers/images.ts';
+import { DERRICK_BIN, derrickNodeFlags } from './servers.ts';
 import type { BenchSize, Fixtures } from './types.ts';
 
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
@@ -29,8 +30,11 @@ export interface DerrickCli {
   /** The program to spawn (node) and the arguments that come before derrick's own. */
   command: string;
   args: string[];
-  /** dist: the compiled CLI (bin/derrick.js); source: src/cli/main.ts through tsx (slower to start). */
-  from: 'dist' | 'source';
+  /**
+   * dist: the bundled CLI (bin/derrick.js, with the node flags its exec line gives); source: src/cli/main.ts through
+   * tsx (slower to start); tsc: tsc's one module per file, the build before the bundle (bench/measures-startup.ts).
+   */
+  from: 'dist' | 'source' | 'tsc';
 }
 
 let cachedCli: DerrickCli | undefined;
@@ -46,7 +50,7 @@ export function newestMtime(dir: string): number {
 }
 
 /**
- * How to run `derrick`: the compiled CLI when dist/ is built and no older than src/ (run `npm run build`), else
+ * How to run `derrick`: the bundled CLI when dist/ is built and no older than src/ (run `npm run build`), else
  * the source through tsx — with a warning, since tsx compiles at every start and so slows every spawn.
  */
 export function derrickCli(): DerrickCli {
@@ -55,14 +59,10 @@ export function derrickCli(): DerrickCli {
   const fresh =
     existsSync(distMain) && statSync(distMain).mtimeMs >= newestMtime(path.join(REPO_ROOT, 'src'));
   if (fresh) {
-    cachedCli = {
-      command: process.execPath,
-      args: [path.join(REPO_ROOT, 'bin', 'derrick.js')],
-      from: 'dist',
-    };
+    cachedCli = { command: process.execPath, args: [...derrickNodeFlags(), DERRICK_BIN], from: 'dist' };
   } else {
     console.warn(
-      `bench: ${existsSync(distMain) ? 'dist/ is older than src/' : 'dist/ is not built'}; running derrick from source through tsx (run npm run build for the compiled CLI)`,
+      `bench: ${existsSync(distMain) ? 'dist/ is older than src/' : 'dist/ is not built'}; running derrick from source through tsx (run npm run build for the bundled CLI)`,
     );
     cachedCli = {
       command: process.execPath,

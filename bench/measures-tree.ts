@@ -1,18 +1,17 @@
 /**
- * The measures that are not HTTP load: start-up time and memory against the size of the tree, how soon a publish
- * is visible, and how fast a big image is published compared with merely hashing it.
+ * The measures that are not HTTP load: how soon a publish is visible, and how fast a big image is published
+ * compared with merely hashing it; and the tools they share with bench/measures-startup.ts (start-up and memory).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { openSource } from '../src/publish/open-source.ts';
 import { silentProgress } from '../src/publish/progress.ts';
 import { publish } from '../src/publish/publisher.ts';
 import { unpublish } from '../src/publish/unpublish.ts';
 import { Tree } from '../src/store/tree.ts';
-import { derrickCli, generatedName, layoutsOf, randomImageLayout, REPO_ROOT } from './fixtures.ts';
+import { derrickCli, layoutsOf, randomImageLayout, REPO_ROOT, type DerrickCli } from './fixtures.ts';
 import { derrickServeArgs, MANIFEST_ACCEPT, SERVING_LINE } from './servers.ts';
 import type { Fixtures, Row } from './types.ts';
 import { exited, waitForExit } from '../test/helpers/processes.ts';
@@ -20,11 +19,11 @@ import { exited, waitForExit } from '../test/helpers/processes.ts';
 // ---------------------------------------------------------------------------------------------------------------
 // Small tools
 
-function elapsedMs(since: bigint): number {
+export function elapsedMs(since: bigint): number {
   return Number(process.hrtime.bigint() - since) / 1e6;
 }
 
-function median(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   return percentile(values, 50);
 }
 
@@ -36,7 +35,7 @@ function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(rank, sorted.length) - 1] ?? Number.NaN;
 }
 
-function round(value: number, digits = 1): number {
+export function round(value: number, digits = 1): number {
   const factor = 10 ** digits;
   return Math.round(value * factor) / factor;
 }
@@ -47,7 +46,7 @@ interface Answer {
 }
 
 /** One request with node:http (lighter than fetch, whose first use loads undici — not what start-up measures). */
-function request(
+export function request(
   url: string,
   options: { method?: string; headers?: http.OutgoingHttpHeaders; agent?: http.Agent | false } = {},
 ): Promise<Answer> {
@@ -69,7 +68,7 @@ function request(
 }
 
 /** Runs a command with its output discarded; resolves when it exits 0. */
-function runQuiet(command: string, args: string[]): Promise<void> {
+export function runQuiet(command: string, args: string[]): Promise<void> {
   const child = spawn(command, args, { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -83,14 +82,14 @@ function runQuiet(command: string, args: string[]): Promise<void> {
   });
 }
 
-async function timedRun(command: string, args: string[]): Promise<number> {
+export async function timedRun(command: string, args: string[]): Promise<number> {
   const start = process.hrtime.bigint();
   await runQuiet(command, args);
   return elapsedMs(start);
 }
 
 /** Resident memory of a process and all its descendants (workers), in kB, from /proc. */
-async function residentKb(pid: number): Promise<number> {
+export async function residentKb(pid: number): Promise<number> {
   let total = 0;
   try {
     const status = await fs.readFile(`/proc/${pid}/status`, 'utf8');
@@ -110,9 +109,9 @@ async function residentKb(pid: number): Promise<number> {
 // derrick serve
 
 /** One process (`--workers 1`), so start-up and memory are those of one server whatever the default becomes. */
-const ONE_WORKER = ['--workers', '1'];
+export const ONE_WORKER = ['--workers', '1'];
 
-interface Serving {
+export interface Serving {
   child: ChildProcess;
   pid: number;
   url: string;
@@ -121,11 +120,15 @@ interface Serving {
 }
 
 /**
- * Starts `derrick serve --data-dir <dir> --listen 127.0.0.1:0 --no-access-log <args>` (the compiled CLI when
- * built) and resolves once it prints the line naming its port. Stops it if it does not get there.
+ * Starts `derrick serve --data-dir <dir> --listen 127.0.0.1:0 --no-access-log <args>` (`cli`, by default the
+ * bundled CLI when built) and resolves once it prints the line naming its port. Stops it if it does not get there.
  */
-async function startServe(dataDir: string, args: string[], timeoutMs = 60_000): Promise<Serving> {
-  const cli = derrickCli();
+export async function startServe(
+  dataDir: string,
+  args: string[],
+  options: { cli?: DerrickCli; timeoutMs?: number } = {},
+): Promise<Serving> {
+  const { cli = derrickCli(), timeoutMs = 60_000 } = options;
   const child = spawn(cli.command, [...cli.args, ...derrickServeArgs(dataDir, '127.0.0.1:0'), ...args], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -168,106 +171,6 @@ async function startServe(dataDir: string, args: string[], timeoutMs = 60_000): 
     await stop();
     throw error;
   }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Start-up and memory against the size of the tree
-
-/** The `last=` values of `count` catalog pages spread evenly over a generated tree of `repositories`. */
-function spreadLasts(repositories: number, count: number): (string | undefined)[] {
-  const lasts: (string | undefined)[] = [undefined];
-  for (let i = 1; i < count; i++) lasts.push(generatedName(Math.floor((i * repositories) / count)));
-  return lasts;
-}
-
-/**
- * For each generated tree: the time from spawning `derrick serve` to its first successful `GET /v2/_catalog?n=10`,
- * and its resident memory after 200 catalog pages (n=100) spread over the tree — each the median over `rounds`
- * fresh servers.
- */
-export async function measureStartup(fixtures: Fixtures, options: { rounds: number }): Promise<Row[]> {
-  const results: { repositories: number; startup: number[]; rss: number[]; rssAtStart: number[] }[] = [];
-  for (const tree of [...fixtures.trees].sort((a, b) => a.repositories - b.repositories)) {
-    const startup: number[] = [];
-    const rss: number[] = [];
-    const rssAtStart: number[] = [];
-    const lasts = spreadLasts(tree.repositories, 200);
-    for (let round = 0; round < options.rounds; round++) {
-      const spawnedAt = process.hrtime.bigint();
-      const server = await startServe(tree.dataDir, ONE_WORKER);
-      try {
-        // The server listens once it prints its port; the first answer is what a client (or a probe) waits for.
-        const deadline = Date.now() + 30_000;
-        for (;;) {
-          const answer = await request(`${server.url}/v2/_catalog?n=10`).catch(() => undefined);
-          if (answer?.status === 200) break;
-          if (Date.now() > deadline) {
-            throw new Error(`no 200 from ${server.url}/v2/_catalog within 30 s (last: ${answer?.status})`);
-          }
-          await sleep(5);
-        }
-        startup.push(elapsedMs(spawnedAt));
-        rssAtStart.push((await residentKb(server.pid)) / 1024);
-
-        const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-        try {
-          for (const last of lasts) {
-            const query = last === undefined ? '' : `&last=${encodeURIComponent(last)}`;
-            const answer = await request(`${server.url}/v2/_catalog?n=100${query}`, { agent });
-            if (answer.status !== 200) throw new Error(`_catalog answered ${answer.status}: ${answer.body}`);
-          }
-        } finally {
-          agent.destroy();
-        }
-        rss.push((await residentKb(server.pid)) / 1024);
-      } finally {
-        await server.stop();
-      }
-    }
-    results.push({ repositories: tree.repositories, startup, rss, rssAtStart });
-  }
-
-  const rows: Row[] = [];
-  const smallest = results[0];
-  const largest = results[results.length - 1];
-  const rule = (bound: string) =>
-    `met when the largest tree is ${bound} and at most 1.5× the smallest tree (${smallest?.repositories ?? 0} repositories)`;
-  const cliNote = `derrick serve --workers 1 from ${derrickCli().from}`;
-  for (const [kind, unit, bound, limit] of [
-    ['startup', 'ms', '< 500 ms', 500],
-    ['rss', 'MB', '< 100 MB', 100],
-  ] as const) {
-    for (const result of results) {
-      const values = result[kind];
-      const value = round(median(values));
-      const row: Row = {
-        measure:
-          kind === 'startup'
-            ? `start-up to first answer, ${result.repositories.toLocaleString('en-US')} repositories`
-            : `RSS after 200 catalog pages, ${result.repositories.toLocaleString('en-US')} repositories`,
-        value,
-        unit,
-        note: `median of ${values.length} (${round(Math.min(...values))}–${round(Math.max(...values))}); ${
-          kind === 'startup'
-            ? 'spawn to first 200 of GET /v2/_catalog?n=10'
-            : `VmRSS (process and children) after 200 × GET /v2/_catalog?n=100&last=… spread over the tree (${round(median(result.rssAtStart))} MB at the first answer)`
-        }; ${cliNote}`,
-      };
-      if (result === largest && smallest) {
-        const base = median(smallest[kind]);
-        row.reference = {
-          name: `${smallest.repositories.toLocaleString('en-US')} repositories`,
-          value: round(base),
-        };
-        row.ratio = round(value / base, 2);
-        row.target = `${bound} and no growth with N`;
-        row.met = value < limit && value <= 1.5 * base;
-        row.note = `${row.note ?? ''}; ${rule(bound)}`;
-      }
-      rows.push(row);
-    }
-  }
-  return rows;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ import { catalogMeasures, tagsListMeasures } from './measures-catalog.ts';
 import { httpMeasures, startServers } from './measures-http.ts';
 import { observabilityMeasures } from './measures-observability.ts';
 import { sendfileMeasures } from './measures-sendfile.ts';
-import { measurePublishThroughput, measureStartup, measureVisibility } from './measures-tree.ts';
+import { measureCommandStartup, measureStartup, measureV8Flags } from './measures-startup.ts';
+import { measurePublishThroughput, measureVisibility } from './measures-tree.ts';
 import { markdown, textTable } from './report.ts';
 import { s3Measures } from './s3-measures.ts';
 import { stopAllS3 } from './s3-store.ts';
@@ -235,6 +236,8 @@ async function main(): Promise<void> {
     phase = Date.now();
     if (groups.has('tree')) {
       rows.push(...(await measureStartup(fixtures, { rounds: plan.tree.rounds })));
+      rows.push(...(await measureCommandStartup(fixtures, { rounds: plan.tree.rounds })));
+      rows.push(...(await measureV8Flags(fixtures, plan)));
       rows.push(...(await measureVisibility(fixtures, { publishes: plan.tree.publishes })));
       rows.push(...(await measurePublishThroughput(fixtures, { bytes: plan.tree.bytes })));
       log(`tree measures done in ${fmt(elapsedSeconds(phase))} s`);

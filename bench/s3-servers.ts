@@ -11,7 +11,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { childEnv, type S3Endpoint } from './s3-store.ts';
-import { DERRICK_BIN, derrickServeArgs, SERVING_LINE, startProcess, type BenchServer } from './servers.ts';
+import {
+  DERRICK_BIN,
+  derrickNodeFlags,
+  derrickServeArgs,
+  SERVING_LINE,
+  startProcess,
+  type BenchServer,
+} from './servers.ts';
 
 export function dockerRegistryS3Config(
   s3: S3Endpoint,
@@ -84,6 +91,7 @@ export function startDerrickS3(s3: S3Endpoint, options: DerrickS3Options): Promi
     name: options.name,
     command: process.execPath,
     args: (port) => [
+      ...derrickNodeFlags(),
       DERRICK_BIN,
       ...derrickServeArgs(options.location, `127.0.0.1:${port}`),
       '--log-level',

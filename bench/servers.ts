@@ -24,6 +24,17 @@ import { processTree } from './load.ts';
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 export const DERRICK_BIN = path.join(REPO_ROOT, 'bin', 'derrick.js');
 
+/**
+ * The node flags bin/derrick.js runs with when started as a program (its second line, for /bin/sh:
+ * `exec node <flags> "$0" "$@"`), which `node bin/derrick.js` would not get: every derrick the bench spawns is
+ * given them, as an installed one runs.
+ */
+export function derrickNodeFlags(): string[] {
+  const exec = /^\/\/.*\bexec node((?: \S+)*?) "\$0" "\$@"$/m.exec(readFileSync(DERRICK_BIN, 'utf8'));
+  if (!exec) throw new Error(`bench: no exec node line in ${DERRICK_BIN}`);
+  return (exec[1] ?? '').trim().split(/\s+/).filter(Boolean);
+}
+
 /** What a registry client sends: every manifest type (so docker-registry serves OCI manifests too). */
 export const MANIFEST_ACCEPT = [
   'application/vnd.oci.image.manifest.v1+json',
@@ -228,6 +239,7 @@ export function startDerrick(options: DerrickOptions): Promise<BenchServer> {
     name: options.name ?? `derrick (${options.mode})`,
     command: process.execPath,
     args: (port) => [
+      ...derrickNodeFlags(),
       DERRICK_BIN,
       ...derrickServeArgs(options.dataDir, `127.0.0.1:${port}`),
       '--log-level',

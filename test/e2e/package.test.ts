@@ -1,6 +1,6 @@
 /**
  * derrick as npm users get it: a copy of this checkout is packed with `npm pack` (its prepack and prepare
- * scripts build dist/ afresh; the copy keeps the checkout's own dist/ untouched while other tests use it), the
+ * scripts build dist/ afresh, the bundle of scripts/build.ts; the copy keeps the checkout's own dist/ untouched while other tests use it), the
  * tarball is installed with `npm install -g --prefix <temp>`, and the installed `<prefix>/bin/derrick` runs the
  * README's demo: publish the bundled demo image, serve it, and let skopeo inspect it.
  */
@@ -52,43 +52,60 @@ before(async () => {
 });
 
 describe('npm install -g of the packed tarball', () => {
-  test('packs the CLI as compiled now, its bin, the demo image and the record schema, and no sources or tests', () => {
+  test('packs the CLI as bundled now, its bin, the demo image and the record schema, and no sources or tests', () => {
     for (const file of [
       'bin/derrick.js',
       'dist/cli/main.js',
-      'dist/http/app.js',
+      'dist/cli/main.js.map',
       'demo/hello/index.json',
       'docs/record.schema.json',
       'package.json',
       'README.md',
     ])
       assert.ok(packed.includes(file), `${file} is not in the tarball: ${packed.join(' ')}`);
-    const strays = packed.filter((file) =>
-      /^(src|test|scripts|bench|node_modules|dist\/removed)\/|\.ts$|\.map$/.test(file),
+    assert.ok(
+      packed.some((file) => /^dist\/chunks\/serve-[\w-]+\.js$/.test(file)),
+      `no serve chunk: ${packed.join(' ')}`,
+    );
+    const strays = packed.filter(
+      (file) =>
+        /^(src|test|scripts|bench|node_modules|dist\/removed)\/|\.ts$/.test(file) ||
+        (file.endsWith('.map') && !file.startsWith('dist/')),
     );
     assert.deepEqual(strays, []);
   });
 
-  test('installs no devDependencies, and the installed dist imports only node built-ins and dependencies', () => {
+  test('installs no devDependencies, and the installed bundle imports only node built-ins and dependencies', () => {
     const modules = new Set(readdirSync(path.join(installed, 'node_modules')));
     for (const dev of ['tsx', 'typescript', 'eslint', 'prettier', 'fast-check'])
       assert.ok(!modules.has(dev), `${dev} was installed with derrick`);
     const allowed = new Set([...builtinModules, ...Object.keys(manifest.dependencies)]);
     const imported = new Set<string>();
+    const add = (specifier: string): void => {
+      imported.add(specifier.replace(/^node:/, '').replace(/^((?:@[^/]+\/)?[^/]+).*$/, '$1'));
+    };
+    // What the bundle imports, static, dynamic or require(): esbuild's metafile of the packed build lists it.
+    const meta = JSON.parse(readFileSync(path.join(source, 'dist', 'meta.json'), 'utf8')) as {
+      outputs: Record<string, { imports: { path: string; external?: boolean }[] }>;
+    };
+    for (const output of Object.values(meta.outputs))
+      for (const { path: specifier, external } of output.imports) if (external === true) add(specifier);
+    // And createRequire(import.meta.url)('x'), which esbuild leaves alone: found in the installed files.
     const walk = (dir: string): void => {
       for (const entry of readdirSync(dir, { withFileTypes: true })) {
         const file = path.join(dir, entry.name);
         if (entry.isDirectory()) walk(file);
         else if (entry.name.endsWith('.js')) {
           const text = readFileSync(file, 'utf8');
-          // Static imports, dynamic imports and createRequire(…)('x') calls.
-          for (const [, specifier = ''] of text.matchAll(/(?:from |import\(|\)\()'([^'.][^']*)'/g))
-            imported.add(specifier.replace(/^node:/, '').replace(/^((?:@[^/]+\/)?[^/]+).*$/, '$1'));
+          for (const [, specifier = ''] of text.matchAll(/\(import\.meta\.url\)\(["']([^"'.][^"']*)["']\)/g))
+            add(specifier);
         }
       }
     };
     walk(path.join(installed, 'dist'));
-    assert.ok(imported.has('fastify') && imported.has('commander'), [...imported].join(' '));
+    // Bundled packages are no imports; what src/ loads with createRequire only when used stays one.
+    assert.ok(imported.has('yaml') && imported.has('picomatch'), [...imported].join(' '));
+    assert.ok(!imported.has('fastify') && !imported.has('zod'), [...imported].join(' '));
     assert.deepEqual(
       [...imported].filter((name) => !allowed.has(name)),
       [],
