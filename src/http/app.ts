@@ -19,6 +19,7 @@ import type { Tree } from '../store/tree.ts';
 import { parseAccept } from './accept.ts';
 import type { Answer } from './answers.ts';
 import { TrustedProxies } from './forwarded.ts';
+import { registerHealth } from './health.ts';
 import { homePage, notFoundPage } from './home.ts';
 import { parsePath } from './paths.ts';
 import { Registry } from './registry.ts';
@@ -206,6 +207,7 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
   if (config.tls)
     live.tls = new TlsReloader(app.server as unknown as SecureServer, config.tls, app.log, tls?.crlExpires);
   lives.set(app, live);
+  registerHealth(app, config, tree);
   const registry = new Registry(config, tree, app.log);
   const facts = (request: FastifyRequest): RequestFacts => requestFacts(request, live);
 
