@@ -219,9 +219,11 @@ export function servePrimary(options: PrimaryOptions): void {
     rolling = undefined;
   };
 
-  const stop = (): void => stopAll(0);
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  const stop = (): void => {
+    if (!stopping) stopAll(0);
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   process.on('SIGUSR2', () => void rollingRestart());
   // Each worker reloads by itself (and says so); the primary only passes the signal on.
   process.on('SIGHUP', () => {

@@ -9,6 +9,7 @@
  * IDLE_LINGER_MS — a client under load sends its next request long before, gets its answer with
  * `Connection: close`, and reconnects elsewhere. After `drainSeconds`, whatever is left is cut.
  */
+import cluster from 'node:cluster';
 import net from 'node:net';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -73,4 +74,36 @@ export function trackConnections(app: FastifyInstance): Drainer {
     return draining;
   };
   return { drain };
+}
+
+/**
+ * SIGTERM and SIGINT: drain (a line on stderr says so), close the app, exit 0 — in a worker, by leaving the
+ * cluster. Call it before listening: a supervisor may signal as soon as it reads the ready line.
+ */
+export function stopOnSignals(app: FastifyInstance, drainSeconds: number): void {
+  const drainer = trackConnections(app);
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    const who = cluster.isWorker ? `worker ${process.pid}` : 'server';
+    process.stderr.write(
+      `derrick: ${who} draining: /readyz answers 503, requests in flight have up to ${drainSeconds} s\n`,
+    );
+    void drainer.drain(drainSeconds).then(async (how) => {
+      if (how === 'cut')
+        process.stderr.write(
+          `derrick: connections still busy after shutdown.drainSeconds (${drainSeconds} s) were cut\n`,
+        );
+      await app.close().catch(() => {});
+      process.exitCode = 0;
+      if (cluster.isWorker && process.connected) process.disconnect();
+      // Nothing derrick still holds (a TLS handshake under way, the store's idle sockets) delays the exit.
+      setTimeout(() => process.exit(), 1000).unref();
+    });
+  };
+  // Not once: a signal to the whole process group (systemd, Ctrl-C) reaches a worker twice, from the sender and
+  // from its primary, and the second must not end the drain.
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
 }

@@ -16,7 +16,7 @@ import { isS3Location, openBackend } from '../store/open-backend.ts';
 import { StorageError } from '../store/storage-error.ts';
 import { Tree } from '../store/tree.ts';
 import { servePrimary, toPrimary, workerRelay } from './cluster.ts';
-import { trackConnections } from './drain.ts';
+import { stopOnSignals } from './drain.ts';
 
 export function splitListen(listen: string): { host: string; port: number } {
   const colon = listen.lastIndexOf(':');
@@ -140,23 +140,7 @@ async function serveOne(config: Config, load: Load): Promise<void> {
   reloadOnHangup(load, (next) => reloadApp(app, next));
   const { host, port } = splitListen(config.listen);
   // Handlers before listening: a supervisor may signal as soon as it reads the ready line.
-  const drainer = trackConnections(app);
-  const stop = (): void => {
-    const { drainSeconds } = config.shutdown;
-    void drainer.drain(drainSeconds).then(async (how) => {
-      if (how === 'cut')
-        process.stderr.write(
-          `derrick: connections still busy after shutdown.drainSeconds (${drainSeconds} s) were cut\n`,
-        );
-      await app.close().catch(() => {});
-      process.exitCode = 0;
-      if (cluster.isWorker) process.disconnect();
-      // Nothing derrick still holds (a TLS handshake under way, the store's idle sockets) delays the exit.
-      setTimeout(() => process.exit(), 1000).unref();
-    });
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  stopOnSignals(app, config.shutdown.drainSeconds);
   // A rolling restart is the primary's; a worker that gets USR2 too (signalled as a group) carries on.
   process.on('SIGUSR2', () => {
     if (cluster.isPrimary)
