@@ -174,10 +174,11 @@ export function servePrimary(options: PrimaryOptions): void {
   });
 
   /** A new worker: resolves 'ready' once it listens, or how it ended when it exits first. */
-  const forkServing = (): Promise<string> =>
-    new Promise((resolve) => {
-      waiting.set(fork(), resolve);
-    });
+  const forkServing = (): { pid: number | undefined; outcome: Promise<string> } => {
+    const worker = fork();
+    const outcome = new Promise<string>((resolve) => waiting.set(worker, resolve));
+    return { pid: worker.process.pid, outcome };
+  };
 
   const rollingRestart = async (): Promise<void> => {
     if (stopping) return;
@@ -202,7 +203,8 @@ export function servePrimary(options: PrimaryOptions): void {
     const started = performance.now();
     say(`rolling restart: replacing ${old.length} workers one at a time`);
     for (const previous of old) {
-      const outcome = await forkServing();
+      const fresh = forkServing();
+      const outcome = await fresh.outcome;
       if (stopped()) break;
       if (outcome !== 'ready') {
         say(
@@ -211,8 +213,11 @@ export function servePrimary(options: PrimaryOptions): void {
         rolling = undefined;
         return;
       }
-      retire(previous);
       rolling.replaced++;
+      say(
+        `rolling restart: worker ${fresh.pid} serves, worker ${previous.process.pid ?? '?'} drains (${rolling.replaced} of ${rolling.total})`,
+      );
+      retire(previous);
     }
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
     if (!stopped()) say(`rolling restart done: ${old.length} workers replaced in ${seconds} s`);

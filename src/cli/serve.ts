@@ -133,7 +133,8 @@ async function serveOne(config: Config, load: Load): Promise<void> {
   );
   if (!app) {
     process.exitCode = 1;
-    if (cluster.isWorker) process.disconnect();
+    // Not disconnect(): a worker that leaves its cluster so exits 0, and the primary must see the failure.
+    if (cluster.isWorker) process.exit(1);
     return;
   }
   if (cluster.isPrimary) await prepare(config, tree.backend);

@@ -80,3 +80,21 @@ export function startPullLoad(port: number, targets: PullTarget[], clients = 16)
     },
   };
 }
+
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+/** What a pull of `name:tag` from `url` GETs: its manifest by tag and by digest, its config and its layers. */
+export async function pullTargets(url: string, name: string, tag: string): Promise<PullTarget[]> {
+  const answer = await fetch(`${url}/v2/${name}/manifests/${tag}`, { headers: { accept: OCI_MANIFEST } });
+  const digest = answer.headers.get('docker-content-digest');
+  if (answer.status !== 200 || digest === null) throw new Error(`GET ${name}:${tag}: ${answer.status}`);
+  const manifest = (await answer.json()) as { config: { digest: string }; layers: { digest: string }[] };
+  return [
+    { path: `/v2/${name}/manifests/${tag}`, digest, accept: OCI_MANIFEST },
+    { path: `/v2/${name}/manifests/${digest}`, digest, accept: OCI_MANIFEST },
+    ...[manifest.config, ...manifest.layers].map((blob) => ({
+      path: `/v2/${name}/blobs/${blob.digest}`,
+      digest: blob.digest,
+    })),
+  ];
+}
