@@ -37,7 +37,7 @@ async function startCluster(dataDir: string, listen: string): Promise<Cluster> {
   );
   let output = '';
   const watchers = new Set<() => void>();
-  child.stderr?.on('data', (chunk: Buffer) => {
+  child.stderr.on('data', (chunk: Buffer) => {
     output += chunk.toString();
     for (const watcher of watchers) watcher();
   });
