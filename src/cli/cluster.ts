@@ -70,6 +70,8 @@ function serving(retiring: Set<Worker>): Worker[] {
 
 export interface PrimaryOptions {
   workers: number;
+  /** The address the workers share; a rolling restart keeps it (a new one would close the socket). */
+  listen: string;
   drainSeconds: number;
   /** The "serving" line, for the address the first worker reports. */
   readyLine: (address: string) => string;
@@ -195,6 +197,12 @@ export function servePrimary(options: PrimaryOptions): void {
     const config = options.reload();
     if (!config) {
       say('rolling restart not started; the workers keep serving');
+      return;
+    }
+    if (config.listen !== options.listen) {
+      say(
+        `rolling restart not started: listen changed (${options.listen} → ${config.listen}), and a rolling restart keeps the socket; restart derrick to move it, or set listen back`,
+      );
       return;
     }
     drainSeconds = config.shutdown.drainSeconds;

@@ -197,6 +197,7 @@ export async function serve(
     await tree.backend.close();
     servePrimary({
       workers,
+      listen: config.listen,
       drainSeconds: config.shutdown.drainSeconds,
       readyLine: (address) => readyLine(config, tree.location, address),
       reload: () => attempt('invalid configuration, rolling restart refused', load),

@@ -342,7 +342,7 @@ export const KEYS = {
     meaning:
       'On SIGTERM (and for each old worker of a rolling restart): how long requests in flight may take to finish before their connections are cut.',
     details:
-      'Meanwhile `/readyz` answers 503, nothing new is accepted and kept-alive connections are answered with `Connection: close`. The primary kills a worker still there a few seconds after.',
+      'Meanwhile `/readyz` answers 503, nothing new is accepted and kept-alive connections are answered with `Connection: close`. The primary kills a worker still there 5 s later.',
     expected: SECONDS,
     value: 'seconds',
   },
