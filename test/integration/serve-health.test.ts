@@ -11,11 +11,12 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
+import { buildApp } from '../../src/http/app.ts';
 import { drain } from '../../src/http/health.ts';
 import { authTree, basicOf, request, type AuthTree } from '../helpers/auth.ts';
 import { BACKENDS, freshTree, type TreeSpot } from '../helpers/backends.ts';
 import { tempDir } from '../helpers/cli.ts';
-import { serveTree, suiteTree } from '../helpers/server.ts';
+import { openTree, serveConfig, serveTree, suiteTree } from '../helpers/server.ts';
 
 const scratch = tempDir('derrick-serve-health-');
 after(() => scratch.cleanup());
@@ -132,6 +133,28 @@ for (const backend of BACKENDS)
       assert.match(checks.storage ?? '', /^failed: .*no published tree/);
       assert.equal(checks.drainFile, 'ok');
       assert.equal((await unready.inject({ method: 'GET', url: '/livez' })).statusCode, 200);
+    });
+
+    test('a storm of probes asks the store once, not once per probe', async (t) => {
+      const tree = await openTree(spot);
+      // The real back end, its checkTree counted.
+      let asked = 0;
+      const checkTree = tree.backend.checkTree.bind(tree.backend);
+      tree.backend.checkTree = (use) => {
+        asked++;
+        return checkTree(use);
+      };
+      const probed = buildApp(serveConfig(spot.location), tree, { logger: pino({ level: 'silent' }) });
+      t.after(async () => {
+        await probed.close();
+        await tree.backend.close();
+      });
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, () => probed.inject({ method: 'GET', url: '/readyz' })),
+      );
+      assert.deepEqual(new Set(answers.map((answer) => answer.statusCode)), new Set([200]));
+      // One look is shared by every probe for a second (two if the burst straddles the end of one).
+      assert.ok(asked >= 1 && asked <= 2, `the store was asked ${asked} times for 50 probes`);
     });
 
     // Last: a drained app stays drained.
