@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { REPO_ROOT, tempDir } from '../helpers/cli.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
+import { freePort } from '../helpers/nginx.ts';
 import { pullTargets, startPullLoad } from '../helpers/pull-load.ts';
 import { publishInto } from '../helpers/server.ts';
 
@@ -115,6 +116,26 @@ describe('derrick serve and SIGUSR2: rolling restarts', () => {
     await usr2(server, DONE);
     assert.equal(await catalogSize(server), 3);
     assert.deepEqual(await server.stop(60_000), { code: 0, signal: null, killed: false });
+  });
+
+  test('a configuration that moves listen is refused: a rolling restart keeps the socket', async (t) => {
+    const port = await freePort();
+    const config = configFile('listen');
+    config.write(`listen: 127.0.0.1:${port}\n`);
+    const server = await startDerrickServer(dataDir, {
+      args: ['--config', config.file, '--workers', '2'],
+      listenFlag: false,
+    });
+    t.after(() => server.stop());
+    assert.equal(server.port, port);
+    config.write(`listen: 127.0.0.1:${port + 1}\n`);
+    const said = await usr2(server, /rolling restart not started/);
+    assert.match(
+      said,
+      new RegExp(`listen changed \\(127\\.0\\.0\\.1:${port} → 127\\.0\\.0\\.1:${port + 1}\\)`),
+    );
+    assert.doesNotMatch(said, /draining/);
+    assert.equal(await catalogSize(server), 3);
   });
 
   test('workers: 1 refuses USR2 with a line and serves on', async (t) => {

@@ -49,6 +49,8 @@ export interface DerrickServerOptions {
   bin?: string;
   /** How long to wait for the "serving" line (tsx compiles the CLI first, which is slow on a busy box). */
   timeoutMs?: number;
+  /** false: no `--listen` flag, the configuration file names the address (a 127.0.0.1 one). */
+  listenFlag?: boolean;
 }
 
 /**
@@ -65,8 +67,7 @@ export async function startDerrickServer(
     'serve',
     '--data-dir',
     dataDir,
-    '--listen',
-    '127.0.0.1:0',
+    ...(options.listenFlag === false ? [] : ['--listen', '127.0.0.1:0']),
     '--no-access-log',
     ...(options.args ?? []),
   ];
