@@ -11,11 +11,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import tls from 'node:tls';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tempDir } from '../helpers/cli.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { largeImageLayout } from '../helpers/images.ts';
+import { makePki, type Pki } from '../helpers/pki.ts';
 import { publishInto } from '../helpers/server.ts';
 
 const BLOB_BYTES = 64 * 1024 * 1024;
@@ -54,8 +56,10 @@ function parseAnswers(bytes: Buffer): { answers: Parsed[]; rest: number } {
 }
 
 /** A connection that sends `GET <blob>` and reads only its first bytes until resume(). */
-async function slowDownload(port: number, blobPath: string) {
-  const socket = net.connect(port, '127.0.0.1');
+async function slowDownload(port: number, blobPath: string, secure = false) {
+  const socket = secure
+    ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false })
+    : net.connect(port, '127.0.0.1');
   const chunks: Buffer[] = [];
   const closed = new Promise<string>((resolve) => {
     socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
@@ -81,6 +85,9 @@ async function slowDownload(port: number, blobPath: string) {
   };
 }
 
+let madePki: Pki | undefined;
+const pki = (): Pki => (madePki ??= makePki(path.join(temp.dir, 'pki')));
+
 describe('derrick serve and SIGTERM: the drain', () => {
   let dataDir = '';
   let blobPath = '';
@@ -104,13 +111,19 @@ describe('derrick serve and SIGTERM: the drain', () => {
     }
   });
 
-  for (const workers of [1, 2])
-    test(`workers ${workers}: a download in progress at SIGTERM completes; the next request on its connection gets /readyz 503 with Connection: close; exit 0`, async (t) => {
+  const cases = [
+    { workers: 1, secure: false },
+    { workers: 2, secure: false },
+    { workers: 1, secure: true },
+  ];
+  for (const { workers, secure } of cases)
+    test(`workers ${workers}${secure ? ', over TLS' : ''}: a download in progress at SIGTERM completes; the next request on its connection gets /readyz 503 with Connection: close; exit 0`, async (t) => {
+      const tlsArgs = secure ? ['--tls-cert', pki().server.cert, '--tls-key', pki().server.key] : [];
       const server: DerrickServer = await startDerrickServer(dataDir, {
-        args: ['--workers', String(workers)],
+        args: ['--workers', String(workers), ...tlsArgs],
       });
       t.after(() => server.stop());
-      const download = await slowDownload(server.port, blobPath);
+      const download = await slowDownload(server.port, blobPath, secure);
       const from = server.output().length;
       process.kill(server.pid, 'SIGTERM');
       await server.waitForOutput(DRAINING, { from, count: workers });
@@ -129,8 +142,7 @@ describe('derrick serve and SIGTERM: the drain', () => {
         (JSON.parse(ready.body.toString()) as { checks: { shutdown: string } }).checks.shutdown,
         'failed: draining',
       );
-      const ended = await server.stop(60_000);
-      assert.deepEqual(ended, { code: 0, signal: null, killed: false }, server.output());
+      assert.deepEqual(await server.ended(), { code: 0, signal: null }, server.output());
     });
 
   test('a download still running after shutdown.drainSeconds is cut then, and the server exits 0', async (t) => {
@@ -145,7 +157,6 @@ describe('derrick serve and SIGTERM: the drain', () => {
     const { answers } = await download.finish();
     assert.equal(answers[0]?.status, 200);
     assert.ok(answers[0].body.length < BLOB_BYTES, 'the download was cut short');
-    const ended = await server.stop(60_000);
-    assert.deepEqual(ended, { code: 0, signal: null, killed: false }, server.output());
+    assert.deepEqual(await server.ended(), { code: 0, signal: null }, server.output());
   });
 });

@@ -33,6 +33,11 @@ export interface DerrickServer {
    * SIGKILL was needed. Stopping twice is harmless.
    */
   stop: (graceMs?: number) => Promise<{ code: number | null; signal: string | null; killed: boolean }>;
+  /**
+   * How it ended, once it exits by itself (after a signal the test sent: a second SIGTERM from stop() could meet
+   * a process already on its way out). Rejects after `timeoutMs` (default 60 s).
+   */
+  ended: (timeoutMs?: number) => Promise<{ code: number | null; signal: string | null }>;
 }
 
 export interface WaitForOutputOptions {
@@ -143,5 +148,10 @@ export async function startDerrickServer(
     output: () => output,
     waitForOutput,
     stop,
+    ended: async (waitMs = 60_000) => {
+      if (!(await waitForExit(child, waitMs)))
+        throw new Error(`derrick serve still runs after ${waitMs} ms:\n${output}`);
+      return { code: child.exitCode, signal: child.signalCode };
+    },
   };
 }
