@@ -48,6 +48,29 @@ export function workerRelay(): FailureRelay {
   };
 }
 
+/**
+ * A worker about to leave its cluster, after closing its listener: resolves once the primary has taken that in
+ * (or after 2 s). Node's primary may have handed the worker a connection just before it saw the listener close;
+ * the worker hands such a connection back, but only while it is connected. The primary answers in order, after
+ * any such hand-over, so once its answer is here none is on the way.
+ */
+export function leaveCluster(): Promise<void> {
+  if (!cluster.isWorker || !process.connected) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, 2000);
+    function onMessage(message: unknown): void {
+      if (isWorkerMessage(message) && message.derrick === 'leave-ok') done();
+    }
+    function done(): void {
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      resolve();
+    }
+    process.on('message', onMessage);
+    toPrimary({ derrick: 'leave' });
+  });
+}
+
 export type WorkerMessageHandler = (worker: Worker, message: WorkerMessage) => void;
 
 const handlers = new Map<string, WorkerMessageHandler>();
@@ -117,6 +140,9 @@ export function servePrimary(options: PrimaryOptions): void {
     // A new worker of a rolling restart that cannot listen: that restart stops, the old workers go on.
     if (waiting.has(worker)) worker.process.kill('SIGTERM');
     else stopAll(1);
+  });
+  onWorkerMessage('leave', (worker) => {
+    if (worker.isConnected()) worker.send({ derrick: 'leave-ok' }, () => {});
   });
   onWorkerMessage('failed-login', (worker, message) => {
     for (const other of Object.values(cluster.workers ?? {}))

@@ -14,6 +14,7 @@ import net from 'node:net';
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { drain as drainHealth } from '../http/health.ts';
+import { leaveCluster } from './cluster.ts';
 
 /** How long a connection must have been idle during a drain before derrick closes it. */
 const IDLE_LINGER_MS = 1000;
@@ -87,14 +88,17 @@ export function stopOnSignals(app: FastifyInstance, drainSeconds: number): void 
     if (stopping) return;
     stopping = true;
     const who = cluster.isWorker ? `worker ${process.pid}` : 'server';
-    process.stderr.write(
-      `derrick: ${who} draining: /readyz answers 503, requests in flight have up to ${drainSeconds} s\n`,
-    );
+    // A worker that could not listen (its primary says why) has nothing to drain, and nothing to say.
+    if (app.server.listening)
+      process.stderr.write(
+        `derrick: ${who} draining: /readyz answers 503, requests in flight have up to ${drainSeconds} s\n`,
+      );
     void drainer.drain(drainSeconds).then(async (how) => {
       if (how === 'cut')
         process.stderr.write(
           `derrick: connections still busy after shutdown.drainSeconds (${drainSeconds} s) were cut\n`,
         );
+      await leaveCluster();
       await app.close().catch(() => {});
       process.exitCode = 0;
       if (cluster.isWorker && process.connected) process.disconnect();

@@ -41,7 +41,10 @@ async function catalogSize(server: DerrickServer): Promise<number> {
         response.on('data', (chunk: string) => (body += chunk));
         response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
       })
-      .on('error', reject);
+      .on('error', reject)
+      .setTimeout(10_000, function (this: http.ClientRequest) {
+        this.destroy(new Error(`GET /v2/_catalog: no answer in 10 s:\n${server.output()}`));
+      });
   });
   assert.equal(answer.status, 200);
   return (JSON.parse(answer.body) as { repositories: string[] }).repositories.length;
@@ -113,7 +116,11 @@ describe('derrick serve and SIGUSR2: rolling restarts', () => {
     assert.equal(await catalogSize(server), 1);
 
     config.write('catalog:\n  defaultPageSize: 3\n');
+    const from = server.output().length;
     await usr2(server, DONE);
+    // Until an old worker has closed its listener it still answers new connections, as it should: with the
+    // configuration it has. Once both have, only the new ones do.
+    await server.waitForOutput(/worker \d+ draining/, { from, count: 2 });
     assert.equal(await catalogSize(server), 3);
     assert.deepEqual(await server.stop(60_000), { code: 0, signal: null, killed: false });
   });

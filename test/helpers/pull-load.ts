@@ -1,8 +1,8 @@
 /**
  * A pull load that counts every failure honestly: `clients` keep-alive clients (one connection each, as docker's
  * and containerd's transports keep one), each GETting the targets in turn as fast as answers come and checking
- * every body against its digest. A failure is a connection error (refused, reset, hung up), a status other than
- * 2xx, or a body whose sha256 is not the digest. Used by the rolling-restart e2e test and benchmark.
+ * every body against its digest. A failure is a connection error (refused, reset, hung up, no answer in 30 s), a
+ * status other than 2xx, or a body whose sha256 is not the digest. Used by the rolling-restart e2e test and benchmark.
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
@@ -51,6 +51,8 @@ function get(agent: http.Agent, port: number, target: PullTarget): Promise<strin
       },
     );
     request.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    // A connection nobody answers (one lost between workers) is a failure too, not a hang.
+    request.setTimeout(30_000, () => request.destroy(new Error('no answer in 30 s')));
   });
 }
 
