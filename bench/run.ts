@@ -2,7 +2,7 @@
  * The benchmark harness of issue 4: `npm run bench [-- --quick]`. Also `--tiny` (seconds, for the test suite),
  * `--out <dir>` (default bench/out), `--workers N` (passed to `derrick serve`; its default is one worker per CPU),
  * `--rounds N` / `--seconds N` (override the HTTP rounds and the seconds per run of the size chosen), and
- * `--only <groups>` (comma-separated: http, catalog, tree, s3; default all of them, but s3 not in tiny size).
+ * `--only <groups>` (comma-separated: http, catalog, tree, restart, s3; default all of them, but s3 not in tiny size).
  *
  * 1. Checks the tools (wrk, ab, nginx, docker-registry, skopeo, curl; else scripts/install-deps.sh), and that
  *    dist/ is built from the current src/ (else `npm run build`): the servers run the compiled CLI.
@@ -17,9 +17,10 @@
  *    _catalog ratios are on CPU µs per request, steadier than req/s on a 2-core box where the load generator
  *    competes with the server.
  * 4. Runs the tree measures (bench/measures-tree.ts): start-up, visibility of a publish, publish throughput.
- * 5. The s3 group (bench/s3-measures.ts): derrick-on-S3 against docker-registry-on-S3 and derrick on the file
+ * 5. The restart group (bench/measures-restart.ts): failed requests and time of rolling restarts under load.
+ * 6. The s3 group (bench/s3-measures.ts): derrick-on-S3 against docker-registry-on-S3 and derrick on the file
  *    system, on a Ceph RGW of its own (or BENCH_S3_ENV's).
- * 6. Prints a table and writes <out>/results.json and <out>/results.md (bench/report.ts).
+ * 7. Prints a table and writes <out>/results.json and <out>/results.md (bench/report.ts).
  *
  * This file holds only that sequence: the arguments, the plan of each size, the checks, the cleanup (every
  * process started is stopped, on success, on error and on SIGINT/SIGTERM) and the writing of the results.
@@ -37,6 +38,7 @@ import { observabilityMeasures } from './measures-observability.ts';
 import { sendfileMeasures } from './measures-sendfile.ts';
 import { measureCommandStartup, measureStartup, measureV8Flags } from './measures-startup.ts';
 import { measurePublishThroughput, measureVisibility } from './measures-tree.ts';
+import { restartMeasures } from './measures-restart.ts';
 import { markdown, textTable } from './report.ts';
 import { s3Measures } from './s3-measures.ts';
 import { stopAllS3 } from './s3-store.ts';
@@ -79,7 +81,7 @@ const PLANS: Record<BenchSize, Plan> = {
 };
 
 /** The groups of measures `--only` selects from. */
-const GROUPS = ['http', 'catalog', 'tree', 's3'] as const;
+const GROUPS = ['http', 'catalog', 'tree', 'restart', 's3'] as const;
 
 /** The programs the harness runs (curl only for the 1 GiB downloads of the full size), and their Debian packages. */
 const TOOLS: Record<string, string> = {
@@ -146,7 +148,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     console.log(
-      'usage: npm run bench [-- --quick | --tiny] [--out <dir>] [--workers <n>] [--rounds <n>] [--seconds <n>] [--only http,catalog,tree,s3]',
+      'usage: npm run bench [-- --quick | --tiny] [--out <dir>] [--workers <n>] [--rounds <n>] [--seconds <n>] [--only http,catalog,tree,restart,s3]',
     );
     return;
   }
@@ -243,6 +245,7 @@ async function main(): Promise<void> {
       log(`tree measures done in ${fmt(elapsedSeconds(phase))} s`);
     }
 
+    if (groups.has('restart')) rows.push(...(await restartMeasures(fixtures, size)));
     if (groups.has('s3')) rows.push(...(await s3Measures(fixtures, plan, size, workers)));
   } catch (error) {
     if (state.interrupted) return;

@@ -8,7 +8,6 @@ import cluster from 'node:cluster';
 import os from 'node:os';
 import { anonymousDockerWarning } from '../auth/auth.ts';
 import { AuthConfigError } from '../auth/errors.ts';
-import type { FailureRelay } from '../auth/failed-logins.ts';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { Config, ScalarKey } from '../config/schema.ts';
 import { appMetrics, buildApp, checkConfigFiles, reloadApp } from '../http/app.ts';
@@ -17,66 +16,13 @@ import { isS3Location, openBackend } from '../store/open-backend.ts';
 import { StorageError } from '../store/storage-error.ts';
 import { Tree } from '../store/tree.ts';
 import { ClusterMetrics, startMetricsListener, workerMetrics } from './metrics-primary.ts';
+import { onWorkerMessage, servePrimary, toPrimary, workerRelay } from './cluster.ts';
+import { stopOnSignals } from './drain.ts';
 
 export function splitListen(listen: string): { host: string; port: number } {
   const colon = listen.lastIndexOf(':');
   const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
   return { host, port: Number(listen.slice(colon + 1)) };
-}
-
-interface ReadyMessage {
-  derrick: 'ready';
-  address: string;
-}
-
-function isReady(message: unknown): message is ReadyMessage {
-  return (
-    typeof message === 'object' &&
-    message !== null &&
-    (message as Record<string, unknown>).derrick === 'ready'
-  );
-}
-
-/** A failed login one worker saw, relayed by the primary to the others. */
-interface FailedLoginMessage {
-  derrick: 'failed-login';
-  key: string;
-  at: number;
-}
-
-function isFailedLogin(message: unknown): message is FailedLoginMessage {
-  if (typeof message !== 'object' || message === null) return false;
-  const { derrick, key, at } = message as Record<string, unknown>;
-  return derrick === 'failed-login' && typeof key === 'string' && typeof at === 'number';
-}
-
-/** A worker's side of the failed-login relay: its failures go to the primary, the others' come from it. */
-function workerRelay(): FailureRelay {
-  return {
-    publish: (key, at) => {
-      // Not while shutting down: the channel to the primary may be closed already. The callback takes a send
-      // error (closed meanwhile) that would otherwise be emitted as an unhandled 'error' event.
-      if (process.connected)
-        process.send?.({ derrick: 'failed-login', key, at } satisfies FailedLoginMessage, () => {});
-    },
-    subscribe: (listener) => {
-      process.on('message', (message: unknown) => {
-        if (isFailedLogin(message)) listener(message.key, message.at);
-      });
-    },
-  };
-}
-
-/** A worker that could not listen: the primary says it once, for all of them, and stops. */
-interface ListenFailedMessage {
-  derrick: 'listen-failed';
-  line: string;
-}
-
-function isListenFailed(message: unknown): message is ListenFailedMessage {
-  if (typeof message !== 'object' || message === null) return false;
-  const { derrick, line } = message as Record<string, unknown>;
-  return derrick === 'listen-failed' && typeof line === 'string';
 }
 
 /** Why `listen` cannot be listened on, and the fix: the line after `derrick: cannot listen on <listen>: `. */
@@ -197,109 +143,36 @@ async function serveOne(config: Config, load: Load): Promise<void> {
   }
   if (!app) {
     process.exitCode = 1;
-    if (cluster.isWorker) process.disconnect();
+    // Not disconnect(): a worker that leaves its cluster so exits 0, and the primary must see the failure.
+    if (cluster.isWorker) process.exit(1);
     return;
   }
   if (cluster.isPrimary) await prepare(config, tree.backend);
   reloadOnHangup(load, (next) => reloadApp(app, next));
   const { host, port } = splitListen(config.listen);
   // Handlers before listening: a supervisor may signal as soon as it reads the ready line.
-  const stop = (): void => {
-    void app.close().then(() => {
-      process.exitCode = 0;
-      if (cluster.isWorker) process.disconnect();
-    });
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  stopOnSignals(app, config.shutdown.drainSeconds);
+  // A rolling restart is the primary's; a worker that gets USR2 too (signalled as a group) carries on.
+  process.on('SIGUSR2', () => {
+    if (cluster.isPrimary)
+      process.stderr.write(
+        'derrick: SIGUSR2 ignored: a rolling restart needs workers ≥ 2 (this server is one process); restart it instead\n',
+      );
+  });
   try {
     await app.listen({ host, port });
   } catch (error) {
     const line = `derrick: cannot listen on ${config.listen}: ${listenProblem(error, config.listen)}\n`;
     process.exitCode = 1;
     // A worker leaves it to the primary, which says it once for all of them and stops them.
-    if (cluster.isWorker) process.send?.({ derrick: 'listen-failed', line } satisfies ListenFailedMessage);
+    if (cluster.isWorker) toPrimary({ derrick: 'listen-failed', line });
     else process.stderr.write(line);
     return;
   }
   const address = app.server.address();
   const shown = typeof address === 'object' && address ? `${address.address}:${address.port}` : config.listen;
-  if (cluster.isWorker) process.send?.({ derrick: 'ready', address: shown } satisfies ReadyMessage);
+  if (cluster.isWorker) toPrimary({ derrick: 'ready', address: shown });
   else process.stderr.write(readyLine(config, tree.location, shown));
-}
-
-/** The primary of a cluster: fork the workers, say ready once all listen, replace the ones that die. */
-function servePrimary(config: Config, workers: number, location: string, metrics: ClusterMetrics): void {
-  let stopping = false;
-  let ready = 0;
-  let announced = false;
-  const fork = (): void => {
-    const worker = cluster.fork();
-    // The primary answers a worker's listen even after telling it to stop (another worker could not listen): a
-    // worker gone by then makes that send fail with EPIPE, which unhandled would crash the primary. The worker's
-    // 'exit' below is what counts.
-    worker.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EPIPE' && error.code !== 'ERR_IPC_CHANNEL_CLOSED') throw error;
-    });
-    worker.on('message', (message: unknown) => {
-      if (metrics.handle(worker, message)) return;
-      if (isListenFailed(message)) {
-        if (stopping) return;
-        process.stderr.write(message.line);
-        stopping = true;
-        process.exitCode = 1;
-        for (const other of Object.values(cluster.workers ?? {})) other?.kill('SIGTERM');
-        return;
-      }
-      if (isFailedLogin(message)) {
-        for (const other of Object.values(cluster.workers ?? {}))
-          if (other && other !== worker && other.isConnected()) other.send(message, () => {});
-        return;
-      }
-      if (!isReady(message) || announced) return;
-      ready++;
-      if (ready === workers) {
-        announced = true;
-        process.stderr.write(`derrick: ${workers} workers\n`);
-        process.stderr.write(readyLine(config, location, message.address));
-      }
-    });
-  };
-  cluster.on('exit', (worker, code, signal) => {
-    if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exitCode = process.exitCode ?? 0;
-      return;
-    }
-    if (!announced) {
-      // A worker that cannot even start (port in use, bad TLS files) will not do better when forked again.
-      process.stderr.write(
-        `derrick: a worker exited before serving (${signal || `code ${code}`}); stopping\n`,
-      );
-      stopping = true;
-      process.exitCode = 1;
-      for (const other of Object.values(cluster.workers ?? {})) other?.kill('SIGTERM');
-      return;
-    }
-    process.stderr.write(
-      `derrick: worker ${worker.process.pid ?? '?'} exited (${signal || `code ${code}`}); starting another\n`,
-    );
-    setTimeout(fork, 100);
-  });
-  const stop = (): void => {
-    stopping = true;
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.kill('SIGTERM');
-    // Workers close idle connections at once; one stuck in a long download is not waited for forever.
-    setTimeout(() => {
-      for (const worker of Object.values(cluster.workers ?? {})) worker?.kill('SIGKILL');
-    }, 10_000).unref();
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  // Each worker reloads by itself (and says so); the primary only passes the signal on.
-  process.on('SIGHUP', () => {
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGHUP');
-  });
-  for (let i = 0; i < workers; i++) fork();
 }
 
 /** `derrick serve` with the configuration file (if any) and flag values given. */
@@ -337,6 +210,14 @@ export async function serve(
       process.exitCode = 1;
       return;
     }
-    servePrimary(config, workers, tree.location, metrics);
+    for (const kind of ['metrics-part', 'metrics-scrape'])
+      onWorkerMessage(kind, (worker, message) => metrics.handle(worker, message));
+    servePrimary({
+      workers,
+      listen: config.listen,
+      drainSeconds: config.shutdown.drainSeconds,
+      readyLine: (address) => readyLine(config, tree.location, address),
+      reload: () => attempt('invalid configuration, rolling restart refused', load),
+    });
   } else await serveOne(config, load);
 }

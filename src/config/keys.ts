@@ -346,6 +346,25 @@ export const KEYS = {
     expected: 'a whole number from 0 to 256',
     value: 'count',
   },
+  'health.drainFile': {
+    type: 'string',
+    meaning:
+      'While this file exists, `/readyz` answers 503 (the replica is taken out of its balancer) and requests are still served.',
+    details:
+      "Looked for at each `/readyz` (no restart, no reload): create it before maintenance, remove it after. Like distribution's `health.file`.",
+    expected: 'the path of a file (it need not exist)',
+    value: 'file',
+  },
+  'shutdown.drainSeconds': {
+    type: 'number',
+    default: 30,
+    meaning:
+      'On SIGTERM (and for each old worker of a rolling restart): how long requests in flight may take to finish before their connections are cut.',
+    details:
+      'Meanwhile `/readyz` answers 503, nothing new is accepted and kept-alive connections are answered with `Connection: close`. The primary kills a worker still there 5 s later.',
+    expected: SECONDS,
+    value: 'seconds',
+  },
   accessLog: {
     type: 'boolean',
     default: true,

@@ -174,6 +174,18 @@ export const configSchema = z.strictObject({
     .default({ requestSeconds: 300, headersSeconds: 60, keepAliveSeconds: 72 }),
   /** Processes serving (Node cluster), all answering from the same tree; 0 = one per CPU. */
   workers: z.number().int().min(0).max(256).default(0),
+  health: z
+    .strictObject({
+      /** While this file exists, /readyz answers 503 (requests are still served). */
+      drainFile: z.string().min(1).optional(),
+    })
+    .default({}),
+  shutdown: z
+    .strictObject({
+      /** How long requests in flight may take to finish after SIGTERM before their connections are cut. */
+      drainSeconds: z.number().nonnegative().default(30),
+    })
+    .default({ drainSeconds: 30 }),
   accessLog: z.boolean().default(true),
   accessLogFormat: z.enum(['json', 'combined']).default('json'),
   metrics: z

@@ -19,6 +19,7 @@ import { Tree } from '../store/tree.ts';
 import { parseAccept } from './accept.ts';
 import type { Answer } from './answers.ts';
 import { TrustedProxies } from './forwarded.ts';
+import { registerHealth } from './health.ts';
 import { homePage, notFoundPage } from './home.ts';
 import { METRICS_CONTENT_TYPE, Metrics, timedBackend } from './metrics.ts';
 import { noteUser, observeRequests } from './observe.ts';
@@ -248,6 +249,7 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
   if (config.tls)
     live.tls = new TlsReloader(app.server as unknown as SecureServer, config.tls, app.log, tls?.crlExpires);
   lives.set(app, live);
+  registerHealth(app, config, tree);
   const sendBlob = contentSender(config.serve, tree.backend);
   const registry = new Registry(config, tree, app.log, metrics?.recordCacheEvent);
   const facts = (request: FastifyRequest): RequestFacts => requestFacts(request, live);

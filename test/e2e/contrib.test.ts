@@ -43,7 +43,7 @@ describe('contrib/derrick.service', () => {
     assert.equal(stdout + stderr, '');
   });
 
-  test("systemd-analyze security rates it OK (exposure ≤ 2 of 10) and it hardens what the issue asks", async (t) => {
+  test('systemd-analyze security rates it OK (exposure ≤ 2 of 10) and it hardens what the issue asks', async (t) => {
     const temp = tempDir('derrick-unit-');
     t.after(() => temp.cleanup());
     // --threshold: a non-zero exit above it, in tenths of the printed level (20 = 2.0).
@@ -101,7 +101,9 @@ interface Manifest {
 }
 
 function manifests(file: string): Manifest[] {
-  const documents = parseAllDocuments(readFileSync(path.join(REPO_ROOT, 'contrib', 'kubernetes', file), 'utf8'));
+  const documents = parseAllDocuments(
+    readFileSync(path.join(REPO_ROOT, 'contrib', 'kubernetes', file), 'utf8'),
+  );
   return documents.map((document) => {
     assert.deepEqual(document.errors, [], file);
     return document.toJS() as Manifest;
@@ -112,9 +114,12 @@ async function publishedImage(location: string, env: NodeJS.ProcessEnv): Promise
   const temp = tempDir('derrick-layout-');
   try {
     await singleImageLayout(temp.dir);
-    const published = await runDerrick(['publish', `oci:${temp.dir}:latest`, 'demo/hello', '--data-dir', location], {
-      env,
-    });
+    const published = await runDerrick(
+      ['publish', `oci:${temp.dir}:latest`, 'demo/hello', '--data-dir', location],
+      {
+        env,
+      },
+    );
     assert.equal(published.code, 0, published.stderr);
   } finally {
     temp.cleanup();
@@ -133,7 +138,9 @@ for (const [file, backend] of [
       const container = pod?.containers[0];
       assert.ok(pod && container, 'a Deployment with a container');
       const configVolume = pod.volumes.find((v) => v.configMap !== undefined);
-      const configMap = all.find((m) => m.kind === 'ConfigMap' && m.metadata.name === configVolume?.configMap?.name);
+      const configMap = all.find(
+        (m) => m.kind === 'ConfigMap' && m.metadata.name === configVolume?.configMap?.name,
+      );
       const configYaml = configMap?.data?.['config.yaml'];
       assert.ok(configYaml, 'the ConfigMap the pod mounts holds config.yaml');
       const mount = container.volumeMounts.find((m) => m.name === configVolume?.name)?.mountPath;

@@ -35,6 +35,11 @@ export interface DerrickServer {
    * SIGKILL was needed. Stopping twice is harmless.
    */
   stop: (graceMs?: number) => Promise<{ code: number | null; signal: string | null; killed: boolean }>;
+  /**
+   * How it ended, once it exits by itself (after a signal the test sent: a second SIGTERM from stop() could meet
+   * a process already on its way out). Rejects after `timeoutMs` (default 60 s).
+   */
+  ended: (timeoutMs?: number) => Promise<{ code: number | null; signal: string | null }>;
 }
 
 export interface WaitForOutputOptions {
@@ -51,6 +56,8 @@ export interface DerrickServerOptions {
   bin?: string;
   /** How long to wait for the "serving" line (tsx compiles the CLI first, which is slow on a busy box). */
   timeoutMs?: number;
+  /** false: no `--listen` flag, the configuration file names the address (a 127.0.0.1 one). */
+  listenFlag?: boolean;
 }
 
 /**
@@ -67,8 +74,7 @@ export async function startDerrickServer(
     'serve',
     '--data-dir',
     dataDir,
-    '--listen',
-    '127.0.0.1:0',
+    ...(options.listenFlag === false ? [] : ['--listen', '127.0.0.1:0']),
     '--no-access-log',
     ...(options.args ?? []),
   ];
@@ -149,5 +155,10 @@ export async function startDerrickServer(
     stdout: () => stdout,
     waitForOutput,
     stop,
+    ended: async (waitMs = 60_000) => {
+      if (!(await waitForExit(child, waitMs)))
+        throw new Error(`derrick serve still runs after ${waitMs} ms:\n${output}`);
+      return { code: child.exitCode, signal: child.signalCode };
+    },
   };
 }

@@ -65,15 +65,16 @@ test(
     }
     assert.ok(!measures.some((measure) => /1 GiB/.test(measure)), 'no 1 GiB measure in tiny size');
     // The tree measures (bench/measures-tree.ts): start-up, visibility of a publish, publish throughput.
-    for (const pattern of [/start-up/i, /visible/i, /^publish of/i])
+    // And the restart measures (bench/measures-restart.ts).
+    for (const pattern of [/start-up/i, /visible/i, /^publish of/i, /^rolling restart under load/])
       assert.ok(
         measures.some((measure) => pattern.test(measure)),
         `a row matching ${String(pattern)}: ${measures.join('; ')}`,
       );
     for (const row of results.rows) {
       assert.ok(Number.isFinite(row.value), `${row.measure}: ${row.value}`);
-      // Only a count of misses may be zero.
-      if (row.value === 0) assert.match(row.unit, /miss/, `${row.measure}: 0 ${row.unit}`);
+      // Only a count of misses or failures may be zero.
+      if (row.value === 0) assert.match(row.unit, /miss|failed/, `${row.measure}: 0 ${row.unit}`);
       else assert.ok(row.value > 0, `${row.measure}: ${row.value} ${row.unit}`);
       if (row.reference)
         assert.ok(Number.isFinite(row.reference.value) && row.reference.value > 0, row.measure);

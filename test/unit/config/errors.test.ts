@@ -94,6 +94,8 @@ const BAD_TEXT: Record<ScalarKey, string | null> = {
   'timeouts.headersSeconds': 'soon',
   'timeouts.keepAliveSeconds': '-5',
   workers: '300',
+  'health.drainFile': '',
+  'shutdown.drainSeconds': '-1',
   accessLog: 'sometimes',
   accessLogFormat: 'apache',
   'metrics.enabled': 'perhaps',
