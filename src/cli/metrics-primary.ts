@@ -53,8 +53,15 @@ const prom = (): typeof Prom => createRequire(import.meta.url)('prom-client') as
 export class ClusterMetrics {
   private next = 0;
   private readonly waiting = new Map<number, (metrics: MetricsJson | undefined) => void>();
+  /**
+   * Workers that listen. One still starting (forked by a rolling restart or after a crash) has counted nothing
+   * and cannot answer yet: asking it would hold every scrape for the whole timeout.
+   */
+  private readonly listening = new WeakSet<Worker>();
 
-  constructor(private readonly timeoutMs = COLLECT_TIMEOUT_MS) {}
+  constructor(private readonly timeoutMs = COLLECT_TIMEOUT_MS) {
+    cluster.on('listening', (worker) => this.listening.add(worker));
+  }
 
   /** Handles a worker's message if it is about metrics (true), else leaves it to the caller (false). */
   handle(worker: Worker, message: unknown): boolean {
@@ -100,7 +107,9 @@ export class ClusterMetrics {
 
   /** The text format of every worker's metrics, summed. */
   async collect(): Promise<string> {
-    const workers = Object.values(cluster.workers ?? {}).filter((worker) => worker !== undefined);
+    const workers = Object.values(cluster.workers ?? {}).filter(
+      (worker): worker is Worker => worker !== undefined && this.listening.has(worker),
+    );
     const parts = await Promise.all(workers.map((worker) => this.ask(worker)));
     const answered = parts.filter((part) => part !== undefined);
     const { AggregatorRegistry, Gauge, Registry } = prom();
