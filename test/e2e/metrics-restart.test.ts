@@ -78,10 +78,12 @@ for (const listener of ['main', 'metrics.listen'] as const)
 
       const from = server.output().length;
       process.kill(server.pid, 'SIGUSR2');
-      let done = false;
-      const restarted = server.waitForOutput(DONE, { from, timeoutMs: 120_000 }).then(() => (done = true));
+      const restart = { done: false };
+      const restarted = server
+        .waitForOutput(DONE, { from, timeoutMs: 120_000 })
+        .then(() => (restart.done = true));
       let scrapes = 0;
-      while (!done) {
+      while (!restart.done) {
         const families = await scrape(metricsPort);
         scrapes++;
         // Old, new or both: at least one worker answered, and what it counted is no more than was sent.
