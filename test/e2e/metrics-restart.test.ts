@@ -95,12 +95,11 @@ for (const listener of ['main', 'metrics.listen'] as const)
       assert.ok(scrapes >= 2, `${scrapes} scrapes during the restart`);
 
       // "done" is said once the last old worker is told to drain; it leaves once its connections are closed.
+      const settled = (f: Map<string, Family>): boolean =>
+        value(f, 'derrick_metrics_workers', { state: 'answered' }) === 2 &&
+        value(f, 'derrick_metrics_workers', { state: 'missing' }) === 0;
       let families = await scrape(metricsPort);
-      for (
-        let i = 0;
-        i < 100 && value(families, 'derrick_metrics_workers', { state: 'answered' }) !== 2;
-        i++
-      ) {
+      for (let i = 0; i < 100 && !settled(families); i++) {
         await new Promise((resolve) => setTimeout(resolve, 100));
         families = await scrape(metricsPort);
       }
