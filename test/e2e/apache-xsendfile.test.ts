@@ -17,7 +17,7 @@ import { assertDerrickError, curl as curlAt, one, type Curled } from '../helpers
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { largeImageLayout, singleImageLayout } from '../helpers/images.ts';
 import type { NginxServer } from '../helpers/nginx.ts';
-import { openTree, publishInto } from '../helpers/server.ts';
+import { largestLayer, publishInto } from '../helpers/server.ts';
 
 const temp = tempDir('derrick-e2e-xsendfile-');
 // Apache's workers (nobody, when the tests run as root) read the content files.
@@ -37,17 +37,6 @@ const curl = (url: string, args: string[] = []): Promise<Curled> =>
   curlAt(`${apache.url}${url}`, args, temp.dir);
 const blobFile = (digest: string): string => path.join(dataDir, 'v2', 'content', ...digest.split(':'));
 
-async function firstLayer(name: string): Promise<string> {
-  const tree = await openTree(dataDir);
-  const lookup = await tree.readRecord(name);
-  await tree.backend.close();
-  assert.ok(lookup.found);
-  const { blobs, manifests } = lookup.repository;
-  // The largest blob that is no manifest: the layer (not the image config).
-  const sizes = [...blobs].filter(([digest]) => !manifests.has(digest)).sort((a, b) => b[1] - a[1]);
-  return sizes[0]?.[0] ?? '';
-}
-
 before(async () => {
   const big = path.join(temp.dir, 'big');
   openDigest = (await largeImageLayout(big, LAYER_SIZE)).digest;
@@ -55,8 +44,8 @@ before(async () => {
   await singleImageLayout(secret, 'latest', 'for alice only');
   await publishInto(dataDir, `oci:${big}:latest`, ['open/app:v1']);
   await publishInto(dataDir, `oci:${secret}:latest`, ['secret/app:v1'], { protected: true });
-  layer = await firstLayer('open/app');
-  secretLayer = await firstLayer('secret/app');
+  layer = (await largestLayer(dataDir, 'open/app')).digest;
+  secretLayer = (await largestLayer(dataDir, 'secret/app')).digest;
   const htpasswd = path.join(temp.dir, 'htpasswd');
   writeHtpasswd(htpasswd, { alice: PASSWORD });
   derrick = await startDerrickServer(dataDir, {

@@ -18,7 +18,7 @@ import { startDerrickServer, type DerrickServer } from '../helpers/derrick-serve
 import { largeImageLayout, singleImageLayout } from '../helpers/images.ts';
 import type { NginxServer } from '../helpers/nginx.ts';
 import { startSendfileNginx } from '../helpers/nginx-sendfile.ts';
-import { openTree, publishInto } from '../helpers/server.ts';
+import { largestLayer, publishInto } from '../helpers/server.ts';
 
 const temp = tempDir('derrick-e2e-sendfile-');
 // nginx's workers (nobody, when the tests run as root) read the content files.
@@ -44,18 +44,6 @@ const curl = (url: string, args: string[] = []): Promise<Curled> =>
 
 const blobFile = (digest: string): string => path.join(dataDir, 'v2', 'content', ...digest.split(':'));
 
-async function firstLayer(name: string): Promise<{ digest: string; size: number }> {
-  const tree = await openTree(dataDir);
-  const lookup = await tree.readRecord(name);
-  await tree.backend.close();
-  assert.ok(lookup.found);
-  const { blobs, manifests } = lookup.repository;
-  // The largest blob that is no manifest: the layer (not the image config).
-  const [digest = '', size = -1] =
-    [...blobs].filter(([d]) => !manifests.has(d)).sort((a, b) => b[1] - a[1])[0] ?? [];
-  return { digest, size };
-}
-
 before(async () => {
   const big = path.join(temp.dir, 'big');
   openDigest = (await largeImageLayout(big, LAYER_SIZE)).digest;
@@ -66,8 +54,8 @@ before(async () => {
   await publishInto(dataDir, `oci:${big}:latest`, ['open/app:v1']);
   await publishInto(dataDir, `oci:${small}:latest`, ['open/small:v1']);
   await publishInto(dataDir, `oci:${secret}:latest`, ['secret/app:v1'], { protected: true });
-  layer = await firstLayer('open/app');
-  secretLayer = (await firstLayer('secret/app')).digest;
+  layer = await largestLayer(dataDir, 'open/app');
+  secretLayer = (await largestLayer(dataDir, 'secret/app')).digest;
   const htpasswd = path.join(temp.dir, 'htpasswd');
   writeHtpasswd(htpasswd, { alice: PASSWORD });
   derrick = await startDerrickServer(dataDir, {

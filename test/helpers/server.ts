@@ -77,6 +77,18 @@ export async function openTree(where: Where): Promise<Tree> {
   return new Tree(await openBackend(locationOf(where)));
 }
 
+/** The largest blob of a published repository that is no manifest: its layer (not the image config). */
+export async function largestLayer(where: Where, name: string): Promise<{ digest: string; size: number }> {
+  const tree = await openTree(where);
+  const lookup = await tree.readRecord(name);
+  await tree.backend.close();
+  assert.ok(lookup.found, `${name} is published`);
+  const { blobs, manifests } = lookup.repository;
+  const [digest = '', size = -1] =
+    [...blobs].filter(([d]) => !manifests.has(d)).sort((a, b) => b[1] - a[1])[0] ?? [];
+  return { digest, size };
+}
+
 /**
  * A fresh tree for a whole describe block (freshTree is per test): made in its `before`, removed by `remove()`
  * in its `after`.

@@ -15,7 +15,7 @@ import { ConfigError, loadConfig } from '../../src/config/load.ts';
 import { basic, writeHtpasswd } from '../helpers/auth.ts';
 import { runDerrick, tempDir } from '../helpers/cli.ts';
 import { singleImageLayout } from '../helpers/images.ts';
-import { assertOciError, header, openTree, publishInto, serveApp } from '../helpers/server.ts';
+import { assertOciError, header, largestLayer, publishInto, serveApp } from '../helpers/server.ts';
 
 const scratch = tempDir('derrick-serve-sendfile-');
 const dataDir = path.join(scratch.dir, 'data');
@@ -30,18 +30,6 @@ let layerSize = 0;
 
 const contentFile = (digest: string): string => path.join(dataDir, 'v2', 'content', ...digest.split(':'));
 
-async function firstLayer(name: string): Promise<{ digest: string; size: number }> {
-  const tree = await openTree(dataDir);
-  const lookup = await tree.readRecord(name);
-  await tree.backend.close();
-  assert.ok(lookup.found);
-  const { blobs, manifests } = lookup.repository;
-  // The largest blob that is no manifest: the layer (not the image config).
-  const [digest = '', size = -1] =
-    [...blobs].filter(([d]) => !manifests.has(d)).sort((a, b) => b[1] - a[1])[0] ?? [];
-  return { digest, size };
-}
-
 before(async () => {
   await singleImageLayout(path.join(scratch.dir, 'open'), 'latest', 'open for all');
   await singleImageLayout(path.join(scratch.dir, 'secret'), 'latest', 'logged-in only');
@@ -50,8 +38,8 @@ before(async () => {
   await publishInto(dataDir, `oci:${path.join(scratch.dir, 'secret')}`, ['secret/app:1'], {
     protected: true,
   });
-  ({ digest: layer, size: layerSize } = await firstLayer('open/app'));
-  secretLayer = (await firstLayer('secret/app')).digest;
+  ({ digest: layer, size: layerSize } = await largestLayer(dataDir, 'open/app'));
+  secretLayer = (await largestLayer(dataDir, 'secret/app')).digest;
   writeHtpasswd(htpasswd, { alice: 'alice-pw' });
 });
 after(() => scratch.cleanup());
