@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { tempDir } from './cli.ts';
 import { freePort, type NginxServer } from './nginx.ts';
 import { SENDFILE_DOC, SENDFILE_DOC_HEADING } from './nginx-sendfile.ts';
-import { exited, waitForExit } from './processes.ts';
+import { exited, stopChild } from './processes.ts';
 
 const MODULES = '/usr/lib/apache2/modules';
 
@@ -85,15 +85,7 @@ export async function startApache(upstream: string, contentDir: string): Promise
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const errorLog = (): string => (existsSync(errorLogFile) ? readFileSync(errorLogFile, 'utf8') : '');
-    const stop = async (): Promise<void> => {
-      if (!exited(child)) {
-        child.kill('SIGTERM');
-        if (!(await waitForExit(child, 5000))) {
-          child.kill('SIGKILL');
-          await waitForExit(child, 5000);
-        }
-      }
-    };
+    const stop = (): Promise<void> => stopChild(child);
     const deadline = Date.now() + 15000;
     while (!exited(child) && Date.now() < deadline) {
       if (existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() === String(child.pid))

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { REPO_ROOT, tempDir } from './cli.ts';
 import { freePort } from './nginx.ts';
-import { exited, waitForExit } from './processes.ts';
+import { exited, stopChild } from './processes.ts';
 
 /** Where the documented configuration is: the first `haproxy` code block under this heading. */
 export const HAPROXY_DOC = path.join(REPO_ROOT, 'docs', 'storage.md');
@@ -158,15 +158,7 @@ export async function startHaproxy(
     child.on('error', (error) => (spawnError = error));
     const stats = async (): Promise<HaproxyStat[]> =>
       parseStats(await adminCommand(statsSocket, 'show stat'));
-    const stop = async (): Promise<void> => {
-      if (!exited(child)) {
-        child.kill('SIGTERM');
-        if (!(await waitForExit(child, 5000))) {
-          child.kill('SIGKILL');
-          await waitForExit(child, 5000);
-        }
-      }
-    };
+    const stop = (): Promise<void> => stopChild(child);
     const deadline = Date.now() + timeoutMs;
     while (!exited(child) && spawnError === undefined && Date.now() < deadline) {
       const ready = await stats().then(

@@ -7,13 +7,13 @@
  * manifest's media type is its directory (`kind`), nginx gives every manifest its exact `Content-Type` by location,
  * with no mime.types and no look inside the file. Blobs are `application/octet-stream`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tempDir } from './cli.ts';
-import { exited, waitForExit } from './processes.ts';
+import { exited, stopChild } from './processes.ts';
 
 /** Directory of the web tree → the Content-Type nginx must answer with (see docs/record-format.md). */
 export const NGINX_CONTENT_TYPES = {
@@ -126,14 +126,6 @@ export interface NginxServer {
   errorLog: () => string;
   /** SIGTERM (fast shutdown), then SIGKILL if it lingers; removes its run directory. */
   stop: () => Promise<void>;
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (exited(child)) return;
-  child.kill('SIGTERM');
-  if (await waitForExit(child, 5000)) return;
-  child.kill('SIGKILL');
-  await waitForExit(child, 5000);
 }
 
 /** As root, nginx's workers are `nobody`: refuse early, and say why, if they could not reach `webRoot`. */

@@ -17,6 +17,15 @@ export function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
   });
 }
 
+/** Stops `child`: SIGTERM, then SIGKILL if it has not exited 5 s later; resolves once it has exited. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (exited(child)) return;
+  child.kill('SIGTERM');
+  if (await waitForExit(child, 5000)) return;
+  child.kill('SIGKILL');
+  await waitForExit(child, 5000);
+}
+
 /**
  * Resolves once `printed()` holds: at once, or after a chunk `child` writes to stdout or stderr (collect its output
  * in listeners added before this is called, so that `printed` sees each chunk). Rejects with `failure(ended)` when
