@@ -15,7 +15,7 @@ import { digestOf, execute, run, tempDir } from '../helpers/cli.ts';
 import { containersClientConfig, podmanStateArgs } from '../helpers/containers.ts';
 import { assertDerrickError, curl as curlAt, one, type Curled } from '../helpers/curl.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
-import { largeImageLayout, singleImageLayout } from '../helpers/images.ts';
+import { largeImageLayout, layoutDigest, singleImageLayout } from '../helpers/images.ts';
 import type { NginxServer } from '../helpers/nginx.ts';
 import { startSendfileNginx } from '../helpers/nginx-sendfile.ts';
 import { largestLayer, publishInto } from '../helpers/server.ts';
@@ -102,10 +102,7 @@ describe('derrick with serve.sendfile: x-accel-redirect behind the documented ng
       { env: CLIENT_ENV },
     );
     assert.equal(result.code, 0, result.stderr);
-    const index = JSON.parse(readFileSync(path.join(destination, 'index.json'), 'utf8')) as {
-      manifests: { digest: string }[];
-    };
-    assert.equal(index.manifests[0]?.digest, openDigest);
+    assert.equal(await layoutDigest(destination), openDigest);
     const copied = readFileSync(path.join(destination, 'blobs', ...layer.digest.split(':')));
     assert.equal(copied.length, LAYER_SIZE);
     assert.equal(digestOf(copied), layer.digest);
@@ -258,9 +255,6 @@ describe('derrick with serve.sendfile: x-accel-redirect behind the documented ng
       { env: CLIENT_ENV },
     );
     assert.equal(copied.code, 0, copied.stderr);
-    const index = JSON.parse(readFileSync(path.join(destination, 'index.json'), 'utf8')) as {
-      manifests: { digest: string }[];
-    };
-    assert.equal(index.manifests[0]?.digest, secretDigest);
+    assert.equal(await layoutDigest(destination), secretDigest);
   });
 });

@@ -56,6 +56,15 @@ export async function skopeoCopy(from: string, to: string, extra: string[] = [])
   await run('skopeo', ['copy', '--quiet', ...extra, from, to]);
 }
 
+/** The digest of the first manifest an OCI layout's index.json names (what `skopeo copy … oci:<dir>` wrote). */
+export async function layoutDigest(dir: string): Promise<string | undefined> {
+  const { readFile } = await import('node:fs/promises');
+  const index = JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as {
+    manifests: { digest: string }[];
+  };
+  return index.manifests[0]?.digest;
+}
+
 /** `skopeo inspect --raw` of a source, and the digest of exactly those bytes. */
 export async function skopeoRawDigest(source: string): Promise<{ raw: string; digest: string }> {
   const { stdout } = await run('skopeo', ['inspect', '--raw', source]);
