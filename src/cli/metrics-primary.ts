@@ -14,6 +14,7 @@ import { createRequire } from 'node:module';
 import type * as Prom from 'prom-client';
 import type { Config } from '../config/schema.ts';
 import { METRICS_CONTENT_TYPE, type Metrics } from '../http/metrics.ts';
+import { listenProblem, splitListen } from './listen.ts';
 
 /** How long a scrape waits for a worker's share. */
 export const COLLECT_TIMEOUT_MS = 2000;
@@ -197,12 +198,10 @@ export function metricsListener(
       },
     );
   });
-  const listen = config.metrics.listen ?? '';
-  const colon = listen.lastIndexOf(':');
-  const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  const { host, port } = splitListen(config.metrics.listen ?? '');
   return new Promise((resolve) => {
     server.once('error', resolve);
-    server.listen({ host, port: Number(listen.slice(colon + 1)) }, () => {
+    server.listen({ host, port }, () => {
       server.off('error', resolve);
       server.unref();
       resolve(server);
@@ -212,13 +211,9 @@ export function metricsListener(
 
 /**
  * Starts the `metrics.listen` listener when the configuration asks for one; false after saying on stderr why it
- * cannot listen (`problem`: the reason and fix for an address, as for the main listener).
+ * cannot listen (the reason and fix for an address, as for the main listener).
  */
-export async function startMetricsListener(
-  config: Config,
-  text: () => Promise<string>,
-  problem: (error: unknown, listen: string) => string,
-): Promise<boolean> {
+export async function startMetricsListener(config: Config, text: () => Promise<string>): Promise<boolean> {
   const listen = config.metrics.listen;
   if (!config.metrics.enabled || listen === undefined) return true;
   const server = await metricsListener(config, text);
@@ -228,7 +223,7 @@ export async function startMetricsListener(
     process.stderr.write(`derrick: metrics on http://${shown}/metrics\n`);
     return true;
   }
-  const why = problem(server, listen).replaceAll('--listen', '--metrics-listen');
+  const why = listenProblem(server, listen).replaceAll('--listen', '--metrics-listen');
   process.stderr.write(`derrick: cannot listen on ${listen} (metrics.listen): ${why}\n`);
   return false;
 }

@@ -18,30 +18,7 @@ import { Tree } from '../store/tree.ts';
 import { ClusterMetrics, startMetricsListener, workerMetrics } from './metrics-primary.ts';
 import { onWorkerMessage, servePrimary, toPrimary, workerRelay } from './cluster.ts';
 import { stopOnSignals } from './drain.ts';
-
-export function splitListen(listen: string): { host: string; port: number } {
-  const colon = listen.lastIndexOf(':');
-  const host = listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(listen.slice(colon + 1)) };
-}
-
-/** Why `listen` cannot be listened on, and the fix: the line after `derrick: cannot listen on <listen>: `. */
-export function listenProblem(error: unknown, listen: string): string {
-  const { host } = splitListen(listen);
-  switch ((error as NodeJS.ErrnoException).code) {
-    case 'EADDRINUSE':
-      return 'the address is already in use; stop what is using it or pass --listen <host:port>';
-    case 'EACCES':
-      return `permission denied: ports below 1024 need root (or CAP_NET_BIND_SERVICE); pass --listen with a port from 1024 up, e.g. ${listen.slice(0, listen.lastIndexOf(':'))}:5000`;
-    case 'EADDRNOTAVAIL':
-      return `this machine has no address ${host}; pass --listen with one of its addresses (127.0.0.1, or 0.0.0.0 for all of them)`;
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return `cannot resolve the host name ${host}; pass --listen with an IP address or a name this machine resolves`;
-    default:
-      return (error as Error).message;
-  }
-}
+import { listenProblem, splitListen } from './listen.ts';
 
 /**
  * What to say once at start about a configuration that holds but may not do what was meant: passwords over plain
@@ -136,7 +113,7 @@ async function serveOne(config: Config, load: Load): Promise<void> {
   metrics?.answer(app && appMetrics(app));
   if (app && cluster.isPrimary) {
     const own = appMetrics(app);
-    if (own && !(await startMetricsListener(config, () => own.registry.metrics(), listenProblem))) {
+    if (own && !(await startMetricsListener(config, () => own.registry.metrics()))) {
       process.exitCode = 1;
       return;
     }
@@ -206,7 +183,7 @@ export async function serve(
     await prepare(config, tree.backend);
     await tree.backend.close();
     const metrics = new ClusterMetrics();
-    if (!(await startMetricsListener(config, () => metrics.collect(), listenProblem))) {
+    if (!(await startMetricsListener(config, () => metrics.collect()))) {
       process.exitCode = 1;
       return;
     }

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { listenProblem } from '../../../src/cli/serve.ts';
+import { listenProblem } from '../../../src/cli/listen.ts';
 
 function listenError(code: string, address: string, port: number): NodeJS.ErrnoException {
   return Object.assign(new Error(`listen ${code}: permission denied ${address}:${port}`), {
