@@ -65,6 +65,9 @@ export async function stageStream(
       await handle.close();
     }
   } catch (error) {
+    // The open runs on the thread pool and can complete after the pipeline failed: remove the file only once the
+    // stream has closed, or the file appears after its removal.
+    if (!output.closed) await new Promise<void>((resolve) => output.once('close', () => resolve()));
     await fs.rm(target, { force: true });
     throw error;
   }
