@@ -9,7 +9,8 @@
  * Health probes and scrapes (paths starting with `/livez`, `/readyz`, `/metrics`) are logged at debug only.
  */
 import type { FastifyBaseLogger } from 'fastify';
-import pino from 'pino';
+import type pino from 'pino';
+import { stdoutLines } from './log-sink.ts';
 
 export type AccessLogFormat = 'json' | 'combined';
 
@@ -78,8 +79,8 @@ export class AccessLog {
   private readonly out: { write(text: string): unknown } | undefined;
 
   constructor(private readonly format: AccessLogFormat) {
-    // As the JSON lines go: whole lines to stdout, written asynchronously (lines that come together, one write).
-    this.out = format === 'combined' ? pino.destination({ dest: 1, sync: false }) : undefined;
+    // As the JSON lines go: whole lines to stdout, written in batches.
+    this.out = format === 'combined' ? stdoutLines() : undefined;
   }
 
   write(entry: AccessEntry, log: FastifyBaseLogger): void {
@@ -89,19 +90,20 @@ export class AccessLog {
       this.out.write(`${combinedLine(entry)}\n`);
       return;
     }
-    const fields = {
+    // Plain assignments in the line's order (no spreads of temporary objects: this runs for every request).
+    const fields: Record<string, unknown> = {
       method: entry.method,
       path: entry.path,
       status: entry.status,
       bytes: entry.bytes,
       durationMs: Math.round(entry.durationMs * 1000) / 1000,
       client: entry.client,
-      ...(entry.user === undefined ? {} : { user: entry.user }),
-      ...(entry.repository === undefined ? {} : { repository: entry.repository }),
-      redirected: entry.redirected,
-      ...(entry.completed ? {} : { completed: false }),
-      ...(entry.userAgent === undefined ? {} : { userAgent: entry.userAgent }),
     };
+    if (entry.user !== undefined) fields.user = entry.user;
+    if (entry.repository !== undefined) fields.repository = entry.repository;
+    fields.redirected = entry.redirected;
+    if (!entry.completed) fields.completed = false;
+    if (entry.userAgent !== undefined) fields.userAgent = entry.userAgent;
     if (quiet) log.debug(fields, 'request');
     else log.info(fields, 'request');
   }

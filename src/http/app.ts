@@ -8,7 +8,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { Auth, type RequestFacts } from '../auth/auth.ts';
 import type { FailureRelay } from '../auth/failed-logins.ts';
 import type { Config } from '../config/schema.ts';
@@ -22,6 +22,7 @@ import { TrustedProxies } from './forwarded.ts';
 import { registerHealth } from './health.ts';
 import { homePage, notFoundPage } from './home.ts';
 import { METRICS_CONTENT_TYPE, Metrics, timedBackend } from './metrics.ts';
+import { stdoutLines } from './log-sink.ts';
 import { noteUser, observeRequests } from './observe.ts';
 import { parsePath } from './paths.ts';
 import { Registry } from './registry.ts';
@@ -199,11 +200,9 @@ export function buildApp(config: Config, tree: Tree, options: AppOptions = {}): 
             level: config.logLevel,
             serializers: { req: describeRequest },
             // stdout is the combined access log's alone, for the tools that read it. Otherwise stdout, written
-            // asynchronously: lines that come together go out in one write, not one system call each.
+            // in batches (log-sink.ts).
             stream:
-              config.accessLog && config.accessLogFormat === 'combined'
-                ? process.stderr
-                : pino.destination({ dest: 1, sync: false }),
+              config.accessLog && config.accessLogFormat === 'combined' ? process.stderr : stdoutLines(),
           },
         }),
     // One line per request, written by observe.ts, instead of Fastify's two.

@@ -1,0 +1,86 @@
+/**
+ * The batched stdout of the server's log lines (src/http/log-sink.ts): lines wait for a batch or the flush delay,
+ * keep their order, are all written when the process exits, and a reader that has gone costs no crash.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, describe, test } from 'node:test';
+import { LineSink } from '../../../src/http/log-sink.ts';
+import { tempDir } from '../../helpers/cli.ts';
+
+const SINK = path.resolve(import.meta.dirname, '../../../src/http/log-sink.ts');
+
+describe('LineSink', () => {
+  const temp = tempDir();
+  after(() => temp.cleanup());
+
+  test('lines wait for the flush delay, then go out in order in one write', async () => {
+    const file = path.join(temp.dir, 'delay.log');
+    const fd = openSync(file, 'w');
+    try {
+      const sink = new LineSink(fd, 1024 * 1024, 50);
+      for (let i = 0; i < 100; i++) sink.write(`line ${i}\n`);
+      assert.equal(readFileSync(file, 'utf8'), '', 'nothing written before the delay');
+      await sleep(200);
+      const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+      assert.deepEqual(
+        lines,
+        Array.from({ length: 100 }, (_, i) => `line ${i}`),
+      );
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  test('a full batch is written at once, without waiting for the delay', () => {
+    const file = path.join(temp.dir, 'batch.log');
+    const fd = openSync(file, 'w');
+    try {
+      const sink = new LineSink(fd, 1000, 60_000);
+      const line = `${'x'.repeat(99)}\n`;
+      for (let i = 0; i < 10; i++) sink.write(line);
+      assert.equal(readFileSync(file, 'utf8'), line.repeat(10));
+      sink.write('pending\n');
+      assert.equal(readFileSync(file, 'utf8').length, 1000, 'a partial batch waits');
+      sink.flush();
+      assert.equal(readFileSync(file, 'utf8'), `${line.repeat(10)}pending\n`);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  test('what is pending is written when the process exits, by process.exit or by an uncaught error', () => {
+    for (const end of ['process.exit(3)', "throw new Error('boom')"]) {
+      const script = `import { stdoutLines } from ${JSON.stringify(SINK)};
+        const sink = stdoutLines();
+        for (let i = 0; i < 1000; i++) sink.write('line ' + i + '\\n');
+        setTimeout(() => { ${end}; }, 10);`;
+      const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        encoding: 'utf8',
+      });
+      assert.notEqual(run.status, 0, end);
+      const lines = run.stdout.trimEnd().split('\n');
+      assert.equal(lines.length, 1000, `${end}: ${run.stderr}`);
+      assert.equal(lines[999], 'line 999');
+    }
+  });
+
+  test('a reader that has gone (EPIPE) drops the lines and the process goes on', () => {
+    const script = `import { stdoutLines } from ${JSON.stringify(SINK)};
+      const sink = stdoutLines();
+      for (let i = 0; i < 5000; i++) sink.write('x'.repeat(100) + '\\n');
+      sink.flush();
+      process.stderr.write('still here');`;
+    // stdout is a pipe whose reading end is closed at once: `| true`.
+    const run = spawnSync(
+      'sh',
+      ['-c', `${JSON.stringify(process.execPath)} --import tsx --input-type=module -e "$SCRIPT" | true`],
+      { encoding: 'utf8', env: { ...process.env, SCRIPT: script } },
+    );
+    assert.match(run.stderr, /still here/);
+    assert.doesNotMatch(run.stderr, /EPIPE|Error/);
+  });
+});
