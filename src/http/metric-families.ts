@@ -33,6 +33,7 @@ export class Family {
     private readonly labelNames: readonly string[],
     private readonly buckets: readonly number[] = [],
   ) {
+    if (labelNames.length > 3) throw new Error(`metric ${name}: at most 3 labels`);
     registry.registerMetric({
       name,
       help,
@@ -41,11 +42,16 @@ export class Family {
     } as unknown as Prom.Metric);
   }
 
-  /** The series of these label values (in labelNames' order), made on first use. */
-  private at(values: readonly string[]): Series {
-    const key = values.join('\u0000');
+  /**
+   * The series of these label values (in labelNames' order, at most three: derrick's families have no more), made
+   * on first use. Fixed parameters rather than an array: this runs several times per request.
+   */
+  private at(a: string, b: string, c: string): Series {
+    const count = this.labelNames.length;
+    const key = count <= 1 ? a : count === 2 ? `${a}\u0000${b}` : `${a}\u0000${b}\u0000${c}`;
     let series = this.series.get(key);
     if (series === undefined) {
+      const values = [a, b, c];
       const labels: Record<string, string> = {};
       this.labelNames.forEach((label, i) => (labels[label] = values[i] ?? ''));
       series = { labels, value: 0 };
@@ -59,13 +65,13 @@ export class Family {
   }
 
   /** Counter and gauge: adds `by` (may be negative for a gauge). */
-  add(by: number, ...values: string[]): void {
-    this.at(values).value += by;
+  add(by: number, a = '', b = '', c = ''): void {
+    this.at(a, b, c).value += by;
   }
 
   /** Histogram: one observation. */
-  observe(observed: number, ...values: string[]): void {
-    const series = this.at(values);
+  observe(observed: number, a = '', b = '', c = ''): void {
+    const series = this.at(a, b, c);
     const { buckets } = this;
     let i = 0;
     while (i < buckets.length && observed > (buckets[i] ?? Infinity)) i++;
