@@ -5,6 +5,9 @@
  * own asynchronous stream (sonic-boom) measures the bytes of everything it has buffered again at every line; both
  * showed as a quarter of a manifest GET's CPU under load (bench/README.md, "Issue 11 run").
  *
+ * A line of pino's at level warn or above (`{"level":40` and up) is written at once, after what is pending (so
+ * order is kept): warnings and errors are rare and someone may be waiting for them.
+ *
  * The write is synchronous, so lines keep their order and a batch is whole on exit: what is pending is written
  * when the process exits, however it exits short of a SIGKILL. A reader that stops reading (a full pipe) makes the
  * write wait, as it makes nginx's; a reader that has gone (EPIPE) or any other failure drops the batch: a log line
@@ -30,7 +33,7 @@ export class LineSink {
   write(text: string): boolean {
     this.pending.push(text);
     this.size += text.length;
-    if (this.size >= this.batchBytes) this.flush();
+    if (this.size >= this.batchBytes || urgent(text)) this.flush();
     else if (this.timer === undefined) {
       this.timer = setTimeout(() => this.flush(), this.flushMs);
       this.timer.unref();
@@ -48,6 +51,13 @@ export class LineSink {
     this.size = 0;
     writeFully(this.fd, data);
   }
+}
+
+const LEVEL = '{"level":';
+
+/** A pino line of level 40 (warn) or above. */
+function urgent(text: string): boolean {
+  return text.startsWith(LEVEL) && text.charCodeAt(LEVEL.length) >= 0x34; /* '4' */
 }
 
 const pause = new Int32Array(new SharedArrayBuffer(4));

@@ -52,6 +52,26 @@ describe('LineSink', () => {
     }
   });
 
+  test('a warning or an error goes out at once, after the lines before it', () => {
+    const file = path.join(temp.dir, 'urgent.log');
+    const fd = openSync(file, 'w');
+    try {
+      const sink = new LineSink(fd, 1024 * 1024, 60_000);
+      sink.write('{"level":30,"msg":"request"}\n');
+      sink.write('{"level":20,"msg":"debug"}\n');
+      assert.equal(readFileSync(file, 'utf8'), '');
+      sink.write('{"level":40,"msg":"failed login"}\n');
+      assert.equal(
+        readFileSync(file, 'utf8'),
+        '{"level":30,"msg":"request"}\n{"level":20,"msg":"debug"}\n{"level":40,"msg":"failed login"}\n',
+      );
+      sink.write('{"level":50,"msg":"error"}\n');
+      assert.match(readFileSync(file, 'utf8'), /"error"\}\n$/);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   test('what is pending is written when the process exits, by process.exit or by an uncaught error', () => {
     for (const end of ['process.exit(3)', "throw new Error('boom')"]) {
       const script = `import { stdoutLines } from ${JSON.stringify(SINK)};
