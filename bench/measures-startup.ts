@@ -316,14 +316,20 @@ async function flagsPass(
 }
 
 /**
- * Two one-worker `derrick serve --mode serve` on the largest generated tree, both from the bundle: with the node
- * flags of bin/derrick.js's exec line (while it has none, with CANDIDATE_FLAGS) and with none (flagsPass). Two passes but in tiny size, the second starting
- * the servers in the other order, so that neither is always the first started; the figures are the means of the
- * passes. (An A/A run here, the same flags in both, differed by 8% in CPU µs/request: the noise of a shared box.)
+ * The V8 flag measured while bin/derrick.js gives node none: a smaller young generation, for RSS.
+ * `BENCH_CANDIDATE_FLAGS="--max-semi-space-size=12"` measures another.
  */
-/** The V8 flag measured while bin/derrick.js gives node none: a smaller young generation, for RSS. */
-const CANDIDATE_FLAGS = ['--max-semi-space-size=8'];
+const CANDIDATE_FLAGS = process.env.BENCH_CANDIDATE_FLAGS?.split(/\s+/).filter(Boolean) ?? [
+  '--max-semi-space-size=8',
+];
 
+/**
+ * Two one-worker `derrick serve --mode serve` on the largest generated tree, both from the bundle: with the node
+ * flags of bin/derrick.js's exec line (while it has none, with CANDIDATE_FLAGS) and with none (flagsPass). Four
+ * passes in a full run, two with --quick, one in tiny size; the servers are started in alternating order, so that
+ * neither is always the first started; the figures are the means of the passes. (An A/A run here, the same flags
+ * in both, differed by 8% in CPU µs/request: the noise of a shared box.)
+ */
 export async function measureV8Flags(fixtures: Fixtures, plan: Plan): Promise<Row[]> {
   const largest = [...fixtures.trees].sort((a, b) => b.repositories - a.repositories)[0];
   if (!largest) return [];
@@ -335,8 +341,14 @@ export async function measureV8Flags(fixtures: Fixtures, plan: Plan): Promise<Ro
   const clis = { flags: { ...cli, args: [...flags, ...bin] }, none: { ...cli, args: bin } };
   const shown = `${flags.join(' ')}${shipped.length > 0 ? " (bin/derrick.js's)" : ' (a candidate; bin/derrick.js gives none)'}`;
   const passes: FlagsPass[] = [];
-  for (const first of plan.rounds > 1 ? (['flags', 'none'] as const) : (['flags'] as const))
-    passes.push(await flagsPass(largest, clis, first, plan));
+  // Four passes (two in each order) in a full run: one pass's ratio moved by up to 19% on this machine.
+  const firsts =
+    plan.rounds > 2
+      ? (['flags', 'none', 'flags', 'none'] as const)
+      : plan.rounds > 1
+        ? (['flags', 'none'] as const)
+        : (['flags'] as const);
+  for (const first of firsts) passes.push(await flagsPass(largest, clis, first, plan));
   const mean = (pick: (pass: FlagsPass) => number) =>
     passes.reduce((sum, pass) => sum + pick(pass), 0) / passes.length;
   const rss = { flags: mean((p) => p.rss.flags), none: mean((p) => p.rss.none) };
