@@ -80,8 +80,10 @@ const PLANS: Record<BenchSize, Plan> = {
   },
 };
 
-/** The groups of measures `--only` selects from. */
-/** `observe` (what metrics and the access log cost) is part of `http`, and can run alone. */
+/**
+ * The groups of measures `--only` selects from; `observe` (what metrics and the access log cost) is part of
+ * `http`, and can run alone.
+ */
 const GROUPS = ['http', 'observe', 'catalog', 'tree', 'restart', 's3'] as const;
 
 /** The programs the harness runs (curl only for the 1 GiB downloads of the full size), and their Debian packages. */
