@@ -17,60 +17,56 @@ describe('LineSink', () => {
   const temp = tempDir();
   after(() => temp.cleanup());
 
-  test('lines wait for the flush delay, then go out in order in one write', async () => {
-    const file = path.join(temp.dir, 'delay.log');
+  /** Runs `body` with a sink on a new file of the temp dir and a reader of that file, then closes the file. */
+  async function withSink(
+    name: string,
+    options: { batchBytes: number; flushMs: number },
+    body: (sink: LineSink, written: () => string) => void | Promise<void>,
+  ): Promise<void> {
+    const file = path.join(temp.dir, name);
     const fd = openSync(file, 'w');
     try {
-      const sink = new LineSink(fd, 1024 * 1024, 50);
+      await body(new LineSink(fd, options.batchBytes, options.flushMs), () => readFileSync(file, 'utf8'));
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  test('lines wait for the flush delay, then go out in order in one write', () =>
+    withSink('delay.log', { batchBytes: 1024 * 1024, flushMs: 50 }, async (sink, written) => {
       for (let i = 0; i < 100; i++) sink.write(`line ${i}\n`);
-      assert.equal(readFileSync(file, 'utf8'), '', 'nothing written before the delay');
+      assert.equal(written(), '', 'nothing written before the delay');
       await sleep(200);
-      const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
       assert.deepEqual(
-        lines,
+        written().trimEnd().split('\n'),
         Array.from({ length: 100 }, (_, i) => `line ${i}`),
       );
-    } finally {
-      closeSync(fd);
-    }
-  });
+    }));
 
-  test('a full batch is written at once, without waiting for the delay', () => {
-    const file = path.join(temp.dir, 'batch.log');
-    const fd = openSync(file, 'w');
-    try {
-      const sink = new LineSink(fd, 1000, 60_000);
+  test('a full batch is written at once, without waiting for the delay', () =>
+    withSink('batch.log', { batchBytes: 1000, flushMs: 60_000 }, (sink, written) => {
       const line = `${'x'.repeat(99)}\n`;
       for (let i = 0; i < 10; i++) sink.write(line);
-      assert.equal(readFileSync(file, 'utf8'), line.repeat(10));
+      assert.equal(written(), line.repeat(10));
       sink.write('pending\n');
-      assert.equal(readFileSync(file, 'utf8').length, 1000, 'a partial batch waits');
+      assert.equal(written().length, 1000, 'a partial batch waits');
       sink.flush();
-      assert.equal(readFileSync(file, 'utf8'), `${line.repeat(10)}pending\n`);
-    } finally {
-      closeSync(fd);
-    }
-  });
+      assert.equal(written(), `${line.repeat(10)}pending\n`);
+    }));
 
-  test('a warning or an error goes out at once, after the lines before it', () => {
-    const file = path.join(temp.dir, 'urgent.log');
-    const fd = openSync(file, 'w');
-    try {
-      const sink = new LineSink(fd, 1024 * 1024, 60_000);
+  test('a warning or an error goes out at once, after the lines before it', () =>
+    withSink('urgent.log', { batchBytes: 1024 * 1024, flushMs: 60_000 }, (sink, written) => {
       sink.write('{"level":30,"msg":"request"}\n');
       sink.write('{"level":20,"msg":"debug"}\n');
-      assert.equal(readFileSync(file, 'utf8'), '');
+      assert.equal(written(), '');
       sink.write('{"level":40,"msg":"failed login"}\n');
       assert.equal(
-        readFileSync(file, 'utf8'),
+        written(),
         '{"level":30,"msg":"request"}\n{"level":20,"msg":"debug"}\n{"level":40,"msg":"failed login"}\n',
       );
       sink.write('{"level":50,"msg":"error"}\n');
-      assert.match(readFileSync(file, 'utf8'), /"error"\}\n$/);
-    } finally {
-      closeSync(fd);
-    }
-  });
+      assert.match(written(), /"error"\}\n$/);
+    }));
 
   test('what is pending is written when the process exits, by process.exit or by an uncaught error', () => {
     for (const end of ['process.exit(3)', "throw new Error('boom')"]) {
