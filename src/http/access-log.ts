@@ -9,7 +9,7 @@
  * Health probes and scrapes (paths starting with `/livez`, `/readyz`, `/metrics`) are logged at debug only.
  */
 import type { FastifyBaseLogger } from 'fastify';
-import type pino from 'pino';
+import pino from 'pino';
 import { stdoutLines } from './log-sink.ts';
 
 export type AccessLogFormat = 'json' | 'combined';
@@ -74,7 +74,42 @@ export function combinedLine(entry: AccessEntry): string {
   return `${dash(entry.client)} - ${dash(entry.user)} [${timeLocal(entry.at)}] "${escapeField(request)}" ${entry.status} ${entry.bytes} "${dash(entry.referer)}" "${dash(entry.userAgent)}"`;
 }
 
-/** Writes each request's line in `format`; JSON lines through `log` (the request's logger). */
+const S = pino.symbols;
+
+/** The pino internals a line is made of, read through `pino.symbols` (pino's documented way in for integrations). */
+interface PinoParts {
+  [S.chindingsSym]: string;
+  [S.endSym]: string;
+  [S.lsCacheSym]: Record<number, string>;
+  [S.messageKeySym]: string;
+  [S.streamSym]: { write(text: string): unknown };
+  [S.timeSym]: () => string;
+}
+
+const INFO = 30;
+const DEBUG = 20;
+
+/**
+ * The line pino writes for `log.info(fields, 'request')` (level, time, the logger's bindings — pid, hostname,
+ * reqId —, the fields in order, msg), byte for byte, but built here: pino's general path (a loop over the object,
+ * its serializers, its own string escaping) cost ~5 µs of a manifest GET's 50–100 in a CPU profile. Strings are
+ * escaped by JSON.stringify; the line goes to the logger's own stream, after the lines before it.
+ */
+export function jsonLine(log: pino.Logger, level: number, entry: AccessEntry): string {
+  const parts = log as unknown as PinoParts;
+  let line = `${parts[S.lsCacheSym][level] ?? `{"level":${level}`}${parts[S.timeSym]()}${parts[S.chindingsSym]}`;
+  line += `,"method":${JSON.stringify(entry.method)},"path":${JSON.stringify(entry.path)}`;
+  line += `,"status":${entry.status},"bytes":${entry.bytes}`;
+  line += `,"durationMs":${Math.round(entry.durationMs * 1000) / 1000},"client":${JSON.stringify(entry.client)}`;
+  if (entry.user !== undefined) line += `,"user":${JSON.stringify(entry.user)}`;
+  if (entry.repository !== undefined) line += `,"repository":${JSON.stringify(entry.repository)}`;
+  line += `,"redirected":${entry.redirected}`;
+  if (!entry.completed) line += ',"completed":false';
+  if (entry.userAgent !== undefined) line += `,"userAgent":${JSON.stringify(entry.userAgent)}`;
+  return `${line},${JSON.stringify(parts[S.messageKeySym])}:"request"${parts[S.endSym]}`;
+}
+
+/** Writes each request's line in `format`; JSON lines to the stream of `log` (the request's logger). */
 export class AccessLog {
   private readonly out: { write(text: string): unknown } | undefined;
 
@@ -84,27 +119,14 @@ export class AccessLog {
   }
 
   write(entry: AccessEntry, log: FastifyBaseLogger): void {
-    const quiet = QUIET.test(entry.path);
-    if (quiet && !(log as unknown as pino.Logger).isLevelEnabled('debug')) return;
+    const logger = log as unknown as pino.Logger;
+    const level = QUIET.test(entry.path) ? DEBUG : INFO;
+    if (level === DEBUG && !logger.isLevelEnabled('debug')) return;
     if (this.out) {
       this.out.write(`${combinedLine(entry)}\n`);
       return;
     }
-    // Plain assignments in the line's order (no spreads of temporary objects: this runs for every request).
-    const fields: Record<string, unknown> = {
-      method: entry.method,
-      path: entry.path,
-      status: entry.status,
-      bytes: entry.bytes,
-      durationMs: Math.round(entry.durationMs * 1000) / 1000,
-      client: entry.client,
-    };
-    if (entry.user !== undefined) fields.user = entry.user;
-    if (entry.repository !== undefined) fields.repository = entry.repository;
-    fields.redirected = entry.redirected;
-    if (!entry.completed) fields.completed = false;
-    if (entry.userAgent !== undefined) fields.userAgent = entry.userAgent;
-    if (quiet) log.debug(fields, 'request');
-    else log.info(fields, 'request');
+    if (level === INFO && !logger.isLevelEnabled('info')) return;
+    (logger as unknown as PinoParts)[S.streamSym].write(jsonLine(logger, level, entry));
   }
 }

@@ -83,7 +83,8 @@ export function observeRequests(app: FastifyInstance, options: ObserveOptions): 
     seen.set(request, entry);
     const startWritten = request.raw.socket.bytesWritten;
     metrics?.started(handler);
-    reply.raw.once('close', () => {
+    // 'close' comes once per response; `on` spares `once`'s wrapper and its removal, for every request.
+    reply.raw.on('close', () => {
       const status = reply.raw.statusCode;
       const bytes = bodyBytes(request, reply, startWritten);
       const durationMs = performance.now() - start;

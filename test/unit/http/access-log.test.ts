@@ -1,10 +1,18 @@
 /**
- * The access log's pieces that need no server: the combined line, nginx's escaping and $time_local, and the
- * handler and repository read from a path.
+ * The access log's pieces that need no server: the combined line, nginx's escaping and $time_local, the JSON line
+ * (against pino's own), and the handler and repository read from a path.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { combinedLine, escapeField, timeLocal, type AccessEntry } from '../../../src/http/access-log.ts';
+import fc from 'fast-check';
+import pino from 'pino';
+import {
+  combinedLine,
+  escapeField,
+  jsonLine,
+  timeLocal,
+  type AccessEntry,
+} from '../../../src/http/access-log.ts';
 import { classify } from '../../../src/http/observe.ts';
 
 const entry: AccessEntry = {
@@ -57,4 +65,72 @@ test('the handler and the repository come from the path as distribution routes i
   assert.deepEqual(classify('/metrics'), { handler: 'metrics' });
   assert.deepEqual(classify('/'), { handler: 'other' });
   assert.deepEqual(classify('/v2/a/blobs/uploads/'), { handler: 'other' });
+});
+
+/** What pino itself writes for `log.info(fields, 'request')`: the fields in the order the access log gives them. */
+function pinoLine(log: pino.Logger, lines: string[], entry: AccessEntry): string {
+  const fields: Record<string, unknown> = {
+    method: entry.method,
+    path: entry.path,
+    status: entry.status,
+    bytes: entry.bytes,
+    durationMs: Math.round(entry.durationMs * 1000) / 1000,
+    client: entry.client,
+    user: entry.user,
+    repository: entry.repository,
+    redirected: entry.redirected,
+    ...(entry.completed ? {} : { completed: false }),
+    userAgent: entry.userAgent,
+  };
+  log.info(fields, 'request');
+  return lines.pop() ?? '';
+}
+
+function loggers(): { log: pino.Logger; lines: string[] } {
+  const lines: string[] = [];
+  const root = pino(
+    { level: 'info', timestamp: () => ',"time":1764653451000' },
+    {
+      write: (text: string) => lines.push(text),
+    },
+  );
+  return { log: root.child({ reqId: 'req-7' }), lines };
+}
+
+const entries = (text: fc.Arbitrary<string>): fc.Arbitrary<AccessEntry> =>
+  fc.record({
+    method: fc.constantFrom('GET', 'HEAD', 'POST'),
+    path: text,
+    httpVersion: fc.constant('1.1'),
+    status: fc.integer({ min: 100, max: 599 }),
+    bytes: fc.nat(),
+    durationMs: fc.double({ min: 0, max: 1e6, noNaN: true }),
+    client: text,
+    user: fc.option(text, { nil: undefined }),
+    repository: fc.option(text, { nil: undefined }),
+    redirected: fc.boolean(),
+    completed: fc.boolean(),
+    referer: fc.constant(undefined),
+    userAgent: fc.option(text, { nil: undefined }),
+    at: fc.constant(0),
+  });
+
+test('the JSON line is byte for byte the one pino writes for the same fields', () => {
+  const { log, lines } = loggers();
+  fc.assert(
+    fc.property(entries(fc.string({ maxLength: 80 })), (e) => {
+      assert.equal(jsonLine(log, 30, e), pinoLine(log, lines, e));
+    }),
+  );
+});
+
+test('any text (quotes, control characters, lone surrogates) reads back as the same JSON as pino writes', () => {
+  const { log, lines } = loggers();
+  fc.assert(
+    fc.property(entries(fc.string({ unit: 'binary', maxLength: 80 })), (e) => {
+      const ours = jsonLine(log, 30, e);
+      assert.equal(ours.endsWith('}\n') && !ours.slice(0, -1).includes('\n'), true);
+      assert.deepEqual(JSON.parse(ours), JSON.parse(pinoLine(log, lines, e)));
+    }),
+  );
 });
