@@ -44,7 +44,8 @@ export interface FailureRelay {
 }
 
 export class FailedLogins {
-  private readonly windows = new LRUCache<string, Window>({ max: 100_000 });
+  // Bounded by maxSize (one a window), not max: lru-cache preallocates arrays for `max` entries (2.7 MB here).
+  private readonly windows = new LRUCache<string, Window>({ maxSize: 100_000, sizeCalculation: () => 1 });
 
   constructor(
     private readonly limit: number,
