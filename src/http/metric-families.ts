@@ -1,6 +1,6 @@
 /**
- * Counters, gauges and histograms cheap enough for every request: a series is a plain object found by one Map
- * look-up of its label values joined, and an observation is an increment (a histogram's bucket found by a short
+ * Counters, gauges and histograms cheap enough for every request: a series is a plain object found by a Map
+ * look-up per label value, and an observation is an increment (a histogram's bucket found by a short
  * scan). prom-client's own metrics hash their labels object at each call, which measured here as a sizeable share
  * of a manifest GET. Each family is registered in a prom-client Registry as a metric whose `get()` gives
  * prom-client's JSON shape, so the Registry writes the text format and AggregatorRegistry.aggregate sums a
@@ -23,7 +23,10 @@ interface Value {
 }
 
 export class Family {
-  private readonly series = new Map<string, Series>();
+  /** Every series, in the order first seen. */
+  private readonly series: Series[] = [];
+  /** The series by their first, second and third label values ('' for labels the family does not have). */
+  private readonly index = new Map<string, Map<string, Map<string, Series>>>();
 
   constructor(
     registry: Prom.Registry,
@@ -38,18 +41,24 @@ export class Family {
       name,
       help,
       get: () => Promise.resolve(this.get()),
-      reset: () => this.series.clear(),
+      reset: () => {
+        this.series.length = 0;
+        this.index.clear();
+      },
     } as unknown as Prom.Metric);
   }
 
   /**
    * The series of these label values (in labelNames' order, at most three: derrick's families have no more), made
-   * on first use. Fixed parameters rather than an array: this runs several times per request.
+   * on first use. Fixed parameters rather than an array, and one Map per label rather than a key joined from them
+   * (a new string to hash at every call): this runs several times per request.
    */
   private at(a: string, b: string, c: string): Series {
-    const count = this.labelNames.length;
-    const key = count <= 1 ? a : count === 2 ? `${a}\u0000${b}` : `${a}\u0000${b}\u0000${c}`;
-    let series = this.series.get(key);
+    let byB = this.index.get(a);
+    if (byB === undefined) this.index.set(a, (byB = new Map<string, Map<string, Series>>()));
+    let byC = byB.get(b);
+    if (byC === undefined) byB.set(b, (byC = new Map<string, Series>()));
+    let series = byC.get(c);
     if (series === undefined) {
       const values = [a, b, c];
       const labels: Record<string, string> = {};
@@ -59,7 +68,8 @@ export class Family {
         series.counts = new Float64Array(this.buckets.length + 1);
         series.sum = 0;
       }
-      this.series.set(key, series);
+      byC.set(c, series);
+      this.series.push(series);
     }
     return series;
   }
@@ -83,7 +93,7 @@ export class Family {
   /** prom-client's MetricObjectWithValues. */
   private get(): { name: string; help: string; type: string; aggregator: 'sum'; values: Value[] } {
     const values: Value[] = [];
-    for (const series of this.series.values()) {
+    for (const series of this.series) {
       if (this.type !== 'histogram' || !series.counts) {
         values.push({ labels: series.labels, value: series.value });
         continue;

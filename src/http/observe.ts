@@ -15,7 +15,9 @@ interface Seen {
   user: string | undefined;
 }
 
-const seen = new WeakMap<FastifyRequest, Seen>();
+/** Where a request keeps what observe knows of it (a property: a WeakMap's set measured dearer per request). */
+const SEEN = Symbol('derrick.seen');
+type Observed = FastifyRequest & { [SEEN]?: Seen };
 
 /** The handler of a path (without its query) and the repository it names, as distribution's routes match. */
 export function classify(path: string): { handler: Handler; repository?: string } {
@@ -43,7 +45,7 @@ export function classify(path: string): { handler: Handler; repository?: string 
 
 /** The first identity the request proved, for the access log (called by the handler once it knows). */
 export function noteUser(request: FastifyRequest, ids: readonly string[]): void {
-  const entry = seen.get(request);
+  const entry = (request as Observed)[SEEN];
   if (entry) entry.user = ids[0];
 }
 
@@ -80,7 +82,7 @@ export function observeRequests(app: FastifyInstance, options: ObserveOptions): 
     const queryAt = url.indexOf('?');
     const { handler, repository } = classify(queryAt === -1 ? url : url.slice(0, queryAt));
     const entry: Seen = { handler, repository, user: undefined };
-    seen.set(request, entry);
+    (request as Observed)[SEEN] = entry;
     const startWritten = request.raw.socket.bytesWritten;
     metrics?.started(handler);
     // 'close' comes once per response; `on` spares `once`'s wrapper and its removal, for every request.
