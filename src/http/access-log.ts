@@ -10,7 +10,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify';
 import pino from 'pino';
-import { stdoutLines } from './log-sink.ts';
+import { LineSink, stdoutLines } from './log-sink.ts';
 
 export type AccessLogFormat = 'json' | 'combined';
 
@@ -111,7 +111,7 @@ export function jsonLine(log: pino.Logger, level: number, entry: AccessEntry): s
 
 /** Writes each request's line in `format`; JSON lines to the stream of `log` (the request's logger). */
 export class AccessLog {
-  private readonly out: { write(text: string): unknown } | undefined;
+  private readonly out: LineSink | undefined;
 
   constructor(private readonly format: AccessLogFormat) {
     // As the JSON lines go: whole lines to stdout, written in batches.
@@ -123,10 +123,14 @@ export class AccessLog {
     const level = QUIET.test(entry.path) ? DEBUG : INFO;
     if (level === DEBUG && !logger.isLevelEnabled('debug')) return;
     if (this.out) {
-      this.out.write(`${combinedLine(entry)}\n`);
+      this.out.append(`${combinedLine(entry)}\n`);
       return;
     }
     if (level === INFO && !logger.isLevelEnabled('info')) return;
-    (logger as unknown as PinoParts)[S.streamSym].write(jsonLine(logger, level, entry));
+    const stream = (logger as unknown as PinoParts)[S.streamSym];
+    const line = jsonLine(logger, level, entry);
+    // Into the batch without reading the line's level back (a copy of each line): it is info or debug.
+    if (stream instanceof LineSink) stream.append(line);
+    else stream.write(line);
   }
 }

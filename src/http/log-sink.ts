@@ -29,11 +29,16 @@ export class LineSink {
     private readonly flushMs = FLUSH_MS,
   ) {}
 
-  /** Queues `text` (whole lines); the stream interface pino and the access log write to. */
+  /** Queues `text` (whole lines); the stream interface pino writes to. */
   write(text: string): boolean {
+    return this.append(text, urgent(text));
+  }
+
+  /** Queues `text` (whole lines) whose urgency the caller knows: the access log's, never urgent, unread. */
+  append(text: string, now = false): boolean {
     this.pending.push(text);
     this.size += text.length;
-    if (this.size >= this.batchBytes || urgent(text)) this.flush();
+    if (this.size >= this.batchBytes || now) this.flush();
     else if (this.timer === undefined) {
       this.timer = setTimeout(() => this.flush(), this.flushMs);
       this.timer.unref();
