@@ -122,17 +122,19 @@ export interface Serving {
 /**
  * Starts `derrick serve --data-dir <dir> --listen 127.0.0.1:0 --no-access-log <args>` (`cli`, by default the
  * bundled CLI when built) and resolves once it prints the line naming its port. Stops it if it does not get there.
+ * Its stdout goes to `onStdout` when given (else nowhere).
  */
 export async function startServe(
   dataDir: string,
   args: string[],
-  options: { cli?: DerrickCli; timeoutMs?: number } = {},
+  options: { cli?: DerrickCli; timeoutMs?: number; onStdout?: (chunk: Buffer) => void } = {},
 ): Promise<Serving> {
-  const { cli = derrickCli(), timeoutMs = 60_000 } = options;
+  const { cli = derrickCli(), timeoutMs = 60_000, onStdout } = options;
   const child = spawn(cli.command, [...cli.args, ...derrickServeArgs(dataDir, '127.0.0.1:0'), ...args], {
     cwd: REPO_ROOT,
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', onStdout ? 'pipe' : 'ignore', 'pipe'],
   });
+  if (onStdout) child.stdout?.on('data', onStdout);
   const stop = async (): Promise<void> => {
     if (exited(child)) return;
     child.kill('SIGTERM');
@@ -148,7 +150,7 @@ export async function startServe(
         () => reject(new Error(`derrick serve did not listen within ${timeoutMs} ms: ${stderr}`)),
         timeoutMs,
       );
-      child.stderr.on('data', (chunk: Buffer) => {
+      child.stderr?.on('data', (chunk: Buffer) => {
         stderr += chunk.toString();
         const match = SERVING_LINE.exec(stderr);
         if (match) {
