@@ -51,9 +51,16 @@ export function newestMtime(dir: string): number {
 
 /**
  * How to run `derrick`: the bundled CLI when dist/ is built and no older than src/ (run `npm run build`), else
- * the source through tsx — with a warning, since tsx compiles at every start and so slows every spawn.
+ * the source through tsx — with a warning, since tsx compiles at every start and so slows every spawn. `serve`:
+ * with the node flags bin/derrick.js gives `derrick serve`.
  */
-export function derrickCli(): DerrickCli {
+export function derrickCli(command: 'serve' | 'other' = 'other'): DerrickCli {
+  const cli = anyCli();
+  if (command === 'other' || cli.from !== 'dist') return cli;
+  return { ...cli, args: [...derrickNodeFlags('serve'), DERRICK_BIN] };
+}
+
+function anyCli(): DerrickCli {
   if (cachedCli) return cachedCli;
   const distMain = path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
   const fresh =

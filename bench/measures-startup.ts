@@ -97,7 +97,7 @@ export async function measureStartup(fixtures: Fixtures, options: { rounds: numb
   const largest = results[results.length - 1];
   const rule = (bound: string) =>
     `met when the largest tree is ${bound} and at most 1.5× the smallest tree (${smallest?.repositories ?? 0} repositories)`;
-  const cliNote = `derrick serve --workers 1 from ${derrickCli().from}`;
+  const cliNote = `derrick serve --workers 1 from ${derrickCli('serve').from}`;
   for (const [kind, unit, bound, limit] of [
     ['startup', 'ms', '< 500 ms', 500],
     ['rss', 'MB', '< 100 MB', 100],
@@ -205,7 +205,11 @@ export async function measureCommandStartup(fixtures: Fixtures, options: { round
   ];
   if (largest) {
     const name = `derrick serve to first answer (${largest.repositories.toLocaleString('en-US')} repositories)`;
-    commands.push({ name, time: (cli) => serveStartup(cli, largest.dataDir) });
+    // The bundle as bin/derrick.js runs `derrick serve`: with its serve flags.
+    commands.push({
+      name,
+      time: (cli) => serveStartup(cli === bundle ? derrickCli('serve') : cli, largest.dataDir),
+    });
   }
   const rounds = 3 * options.rounds;
   const rows: Row[] = [];
@@ -228,7 +232,7 @@ export async function measureCommandStartup(fixtures: Fixtures, options: { round
         ratio,
         target: '≤ 1× tsc output',
         met: ratio <= 1,
-        note: `median of ${rounds}, alternating: bundle ${round(Math.min(...times.bundle))}–${round(Math.max(...times.bundle))} ms (from ${bundle.from}, ${bundle.args.slice(0, -1).join(' ') || 'no node flags'}), tsc output ${round(Math.min(...times.tsc))}–${round(Math.max(...times.tsc))} ms (no node flags); spawn to exit${command.name.includes('serve') ? ' (serve: to the first 200 of GET /v2/_catalog?n=10)' : ''}`,
+        note: `median of ${rounds}, alternating: bundle ${round(Math.min(...times.bundle))}–${round(Math.max(...times.bundle))} ms (from ${bundle.from}, ${(command.name.includes('serve') ? derrickCli('serve') : bundle).args.slice(0, -1).join(' ') || 'no node flags'}), tsc output ${round(Math.min(...times.tsc))}–${round(Math.max(...times.tsc))} ms (no node flags); spawn to exit${command.name.includes('serve') ? ' (serve: to the first 200 of GET /v2/_catalog?n=10)' : ''}`,
       });
     }
   } finally {
@@ -389,7 +393,7 @@ const CANDIDATE_FLAGS = process.env.BENCH_CANDIDATE_FLAGS?.split(/\s+/).filter(B
 export async function measureV8Flags(fixtures: Fixtures, plan: Plan): Promise<Row[]> {
   const largest = [...fixtures.trees].sort((a, b) => b.repositories - a.repositories)[0];
   if (!largest) return [];
-  const cli = derrickCli();
+  const cli = derrickCli('serve');
   const bin = cli.args.slice(-1);
   const shipped = cli.args.slice(0, -1);
   // bin/derrick.js's own flags against none; while it gives none, the candidate against none.
@@ -422,7 +426,7 @@ export async function measureV8Flags(fixtures: Fixtures, plan: Plan): Promise<Ro
   const each = passes
     .map(
       (p, i) =>
-        `pass ${i + 1} (${i === 0 ? 'flags' : 'none'} started first): ${describe(p.flags)} with, ${describe(p.none)} without`,
+        `pass ${i + 1} (${firsts[i] ?? '?'} started first): ${describe(p.flags)} with, ${describe(p.none)} without`,
     )
     .join('; ');
   return [

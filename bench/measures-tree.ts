@@ -129,7 +129,7 @@ export async function startServe(
   args: string[],
   options: { cli?: DerrickCli; timeoutMs?: number; onStdout?: (chunk: Buffer) => void } = {},
 ): Promise<Serving> {
-  const { cli = derrickCli(), timeoutMs = 60_000, onStdout } = options;
+  const { cli = derrickCli('serve'), timeoutMs = 60_000, onStdout } = options;
   const child = spawn(cli.command, [...cli.args, ...derrickServeArgs(dataDir, '127.0.0.1:0'), ...args], {
     cwd: REPO_ROOT,
     stdio: ['ignore', onStdout ? 'pipe' : 'ignore', 'pipe'],

@@ -91,7 +91,7 @@ export function startDerrickS3(s3: S3Endpoint, options: DerrickS3Options): Promi
     name: options.name,
     command: process.execPath,
     args: (port) => [
-      ...derrickNodeFlags(),
+      ...derrickNodeFlags('serve'),
       DERRICK_BIN,
       ...derrickServeArgs(options.location, `127.0.0.1:${port}`),
       '--log-level',

@@ -25,14 +25,18 @@ export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 export const DERRICK_BIN = path.join(REPO_ROOT, 'bin', 'derrick.js');
 
 /**
- * The node flags bin/derrick.js runs with when started as a program (its second line, for /bin/sh:
- * `exec node <flags> "$0" "$@"`), which `node bin/derrick.js` would not get: every derrick the bench spawns is
- * given them, as an installed one runs.
+ * The node flags bin/derrick.js runs `command` with when started as a program (its second line, for /bin/sh:
+ * `[ "$1" = serve ] && exec node <flags> "$0" "$@"; exec node <flags> "$0" "$@"`), which `node bin/derrick.js`
+ * would not get: every derrick the bench spawns is given them, as an installed one runs.
  */
-export function derrickNodeFlags(): string[] {
-  const exec = /^\/\/.*\bexec node((?: \S+)*?) "\$0" "\$@"$/m.exec(readFileSync(DERRICK_BIN, 'utf8'));
-  if (!exec) throw new Error(`bench: no exec node line in ${DERRICK_BIN}`);
-  return (exec[1] ?? '').trim().split(/\s+/).filter(Boolean);
+export function derrickNodeFlags(command: 'serve' | 'other' = 'other'): string[] {
+  const line = /^\/\/usr\/bin\/env true;.*$/m.exec(readFileSync(DERRICK_BIN, 'utf8'))?.[0] ?? '';
+  const flags = (pattern: RegExp): string[] | undefined =>
+    pattern.exec(line)?.[1]?.trim().split(/\s+/).filter(Boolean);
+  const serve = flags(/\[ "\$1" = serve \] && exec node((?: \S+)*?) "\$0" "\$@"/);
+  const other = flags(/(?:^|; )exec node((?: \S+)*?) "\$0" "\$@"$/);
+  if (other === undefined) throw new Error(`bench: no exec node line in ${DERRICK_BIN}`);
+  return command === 'serve' ? (serve ?? other) : other;
 }
 
 /** What a registry client sends: every manifest type (so docker-registry serves OCI manifests too). */
@@ -242,7 +246,7 @@ export function startDerrick(options: DerrickOptions): Promise<BenchServer> {
     name: options.name ?? `derrick (${options.mode})`,
     command: process.execPath,
     args: (port) => [
-      ...derrickNodeFlags(),
+      ...derrickNodeFlags('serve'),
       DERRICK_BIN,
       ...derrickServeArgs(options.dataDir, `127.0.0.1:${port}`),
       '--log-level',
