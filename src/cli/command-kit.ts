@@ -18,6 +18,13 @@ export function seconds(value: string): number {
   return parsed;
 }
 
+/** `--flag=true|false` as skopeo writes booleans (`--tls-verify=false`); the flag alone is true. */
+export function trueOrFalse(value: string | undefined): boolean {
+  if (value === undefined || value === 'true') return true;
+  if (value === 'false') return false;
+  throw new InvalidArgumentError('expected true or false');
+}
+
 export function dataDirOption(): Option {
   return new Option('--data-dir <dir>', 'the published tree')
     .env('DERRICK_DATA_DIR')

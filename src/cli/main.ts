@@ -15,6 +15,7 @@ import {
   report,
   run,
   seconds,
+  trueOrFalse,
 } from './command-kit.ts';
 import { addCompletionCommand } from './completion.ts';
 import { addServeCommand } from './serve-command.ts';
@@ -30,7 +31,10 @@ export function buildProgram(): Command {
   program
     .command('publish')
     .description('publish an image into the published tree, atomically')
-    .argument('<source>', 'oci:<dir>[:<ref>], docker-archive:<file>[:<name:tag>|:@<n>] or dir:<dir>')
+    .argument(
+      '<source>',
+      'oci:<dir>[:<ref>], docker-archive:<file>[:<name:tag>|:@<n>], dir:<dir> or docker://<registry>/<name>[:tag|@digest]',
+    )
     .argument('<name[:tag]...>', 'repository and tags to publish as (tag defaults to latest)')
     .addOption(dataDirOption())
     .option('--all-tags', 'publish every image the source names, each under its own name as the tag')
@@ -46,6 +50,19 @@ export function buildProgram(): Command {
     )
     .option('--public', 'clear --protected: serve this repository as the access rules say')
     .option('--lock-timeout <seconds>', 'how long to wait for other publishers or gc', seconds, 600)
+    .option(
+      '--creds <user:password>',
+      'docker:// sources: credentials (default: the auth file of skopeo, podman or docker login)',
+    )
+    .addOption(
+      new Option(
+        '--tls-verify [bool]',
+        'docker:// sources: verify the registry’s certificate (and use HTTPS)',
+      )
+        .argParser(trueOrFalse)
+        .default(true),
+    )
+    .option('--cert-dir <dir>', 'docker:// sources: *.crt CAs, and a client *.cert with its *.key')
     .option('--json', 'print the result as JSON on stdout (no progress)')
     .addOption(new Option('-q, --quiet', 'print nothing but errors').conflicts('verbose'))
     .option('-v, --verbose', 'print progress as plain lines when stderr is not a terminal')
@@ -82,6 +99,12 @@ export function buildProgram(): Command {
                 tree.backend.scratchDir,
                 (count) => progress.bytes(count),
                 interrupts.signal,
+                {
+                  creds: typeof opts.creds === 'string' ? opts.creds : undefined,
+                  tlsVerify: opts.tlsVerify !== false,
+                  certDir: typeof opts.certDir === 'string' ? opts.certDir : undefined,
+                  userAgent: `derrick/${packageVersion()}`,
+                },
               ),
             destinations,
             allTags: opts.allTags === true,

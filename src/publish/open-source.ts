@@ -1,14 +1,28 @@
 /**
- * Parses a source argument (`oci:<dir>[:<ref>]`, `docker-archive:<file>[:<ref>]`, `dir:<dir>`) and opens it.
- * As in skopeo, the path ends at the first `:` after the transport.
+ * Parses a source argument (`oci:<dir>[:<ref>]`, `docker-archive:<file>[:<ref>]`, `dir:<dir>`,
+ * `docker://<registry>/<name>[:tag|@digest]`) and opens it. As in skopeo, a path ends at the first `:` after the
+ * transport.
  */
 import { promises as fs } from 'node:fs';
 import { openDockerArchive } from './source-docker-archive.ts';
 import { openSkopeoDir } from './source-dir.ts';
 import { openOciLayout } from './source-oci.ts';
+import { credentialsFromFiles, parseCreds } from './registry/credentials.ts';
+import { parseRegistryReference } from './registry/reference.ts';
+import { openRegistrySource } from './source-registry.ts';
 import { SourceError, type ImageSource } from './source.ts';
 
-export const SOURCE_FORMS = 'oci:<dir>[:<ref>], docker-archive:<file>[:<name:tag>|:@<n>] or dir:<dir>';
+export const SOURCE_FORMS =
+  'oci:<dir>[:<ref>], docker-archive:<file>[:<name:tag>|:@<n>], dir:<dir> or docker://<registry>/<name>[:tag|@digest]';
+
+/** How to reach a `docker://` source: skopeo's --creds, --tls-verify and --cert-dir. */
+export interface RegistryFlags {
+  /** `user:password`; else the auth files (registry/credentials.ts). */
+  creds: string | undefined;
+  tlsVerify: boolean;
+  certDir: string | undefined;
+  userAgent?: string;
+}
 
 export interface ParsedSource {
   transport: 'oci' | 'docker-archive' | 'dir';
@@ -37,7 +51,22 @@ export async function openSource(
   scratchDir: string,
   onBytes?: (bytes: number) => void,
   signal?: AbortSignal,
+  registry: RegistryFlags = { creds: undefined, tlsVerify: true, certDir: undefined },
 ): Promise<ImageSource> {
+  if (spec.startsWith('docker://')) {
+    const reference = parseRegistryReference(spec.slice('docker://'.length));
+    if ('error' in reference) throw new SourceError(reference.error);
+    const credentials =
+      registry.creds !== undefined
+        ? parseCreds(registry.creds)
+        : credentialsFromFiles(reference.ok)?.credentials;
+    return openRegistrySource(reference.ok, {
+      credentials,
+      tlsVerify: registry.tlsVerify,
+      certDir: registry.certDir,
+      userAgent: registry.userAgent ?? 'derrick',
+    });
+  }
   const parsed = parseSource(spec);
   if (parsed.path === '') throw new SourceError(`"${spec}" names no path; write ${SOURCE_FORMS}`);
   const missing = await fs.stat(parsed.path).then(

@@ -66,8 +66,11 @@ export async function layoutDigest(dir: string): Promise<string | undefined> {
 }
 
 /** `skopeo inspect --raw` of a source, and the digest of exactly those bytes. */
-export async function skopeoRawDigest(source: string): Promise<{ raw: string; digest: string }> {
-  const { stdout } = await run('skopeo', ['inspect', '--raw', source]);
+export async function skopeoRawDigest(
+  source: string,
+  extra: string[] = [],
+): Promise<{ raw: string; digest: string }> {
+  const { stdout } = await run('skopeo', ['inspect', '--raw', ...extra, source]);
   const { digestOf } = await import('./cli.ts');
   return { raw: stdout, digest: digestOf(stdout) };
 }

@@ -1,0 +1,338 @@
+/**
+ * A client of one registry's distribution API, for reading (`derrick publish docker://…`): keep-alive
+ * connections, the auth a 401 asks for, retries, redirects.
+ *
+ * - Auth (the Docker token spec, docs/spec/auth/token.md): "If the registry requires authorization it will
+ *   return a 401 Unauthorized HTTP response with information on how to authenticate", a `WWW-Authenticate`
+ *   challenge. `Bearer`: a token from its realm (`?service=…&scope=repository:<name>:pull`, with the credentials
+ *   as Basic when there are any), kept per scope and fetched again when the registry refuses it (expired);
+ *   `Basic`: the credentials on every request.
+ * - Retries: 429 and 5xx (but 501) and connection errors, up to RETRIES times, waiting what `Retry-After` says
+ *   (seconds or an HTTP date, at most 60 s) or 0.5 s doubling to 8 s.
+ * - Redirects (a blob served from object storage or a CDN) are followed, without the Authorization header once
+ *   they leave the registry's origin.
+ * - TLS: verified against Node's CAs plus the `*.crt` of `certDir`; a client certificate from its `*.cert` and
+ *   `*.key` (as skopeo's --cert-dir, containers-certs.d). `tlsVerify: false` accepts any certificate and, as
+ *   skopeo does, plain HTTP when the registry does not speak TLS.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+import { SourceError } from '../source.ts';
+import { rootCertificates } from 'node:tls';
+import { parseChallenges, type Challenge } from './challenge.ts';
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+export interface ClientOptions {
+  credentials: Credentials | undefined;
+  tlsVerify: boolean;
+  certDir: string | undefined;
+  userAgent: string;
+  /** Waits between retries (tests shorten them). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** An answer whose body has not been read yet. */
+export interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: http.IncomingMessage;
+  url: string;
+}
+
+/** What went wrong talking to the registry, in one line (no stack). */
+/** A SourceError, so the command line gives its message alone. */
+export class RegistryClientError extends SourceError {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'RegistryClientError';
+  }
+}
+
+/** Retries of a request (and of a broken blob transfer) before giving up. */
+export const RETRIES = 5;
+const MAX_REDIRECTS = 5;
+const MAX_RETRY_AFTER_MS = 60_000;
+
+const realSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The body of an answer as text, at most `limit` bytes (error bodies, tokens). */
+export async function readText(answer: Answer, limit = 1024 * 1024): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) {
+      answer.body.destroy();
+      throw new RegistryClientError(`${answer.url}: the answer is larger than ${limit} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The delay `Retry-After` asks for (RFC 9110 §10.2.3: seconds, or an HTTP date), if any. */
+export function retryAfterMs(value: string | undefined, now = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  if (/^\s*\d+\s*$/.test(value)) return Math.min(Number(value) * 1000, MAX_RETRY_AFTER_MS);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.min(Math.max(0, at - now), MAX_RETRY_AFTER_MS);
+}
+
+function tlsFiles(certDir: string | undefined): { ca?: Buffer[]; cert?: Buffer; key?: Buffer } {
+  if (certDir === undefined) return {};
+  let entries: string[];
+  try {
+    entries = readdirSync(certDir);
+  } catch (error) {
+    throw new RegistryClientError(`--cert-dir ${certDir}: ${(error as Error).message}`);
+  }
+  const read = (name: string): Buffer => readFileSync(path.join(certDir, name));
+  const cas = entries.filter((name) => name.endsWith('.crt')).map(read);
+  const cert = entries.find((name) => name.endsWith('.cert'));
+  const key = entries.find((name) => name.endsWith('.key'));
+  if ((cert === undefined) !== (key === undefined))
+    throw new RegistryClientError(
+      `--cert-dir ${certDir}: a client certificate needs both a .cert and a .key file`,
+    );
+  return {
+    ...(cas.length > 0 ? { ca: cas } : {}),
+    ...(cert !== undefined && key !== undefined ? { cert: read(cert), key: read(key) } : {}),
+  };
+}
+
+export class RegistryClient {
+  private scheme: 'https' | 'http' = 'https';
+  private readonly httpsAgent: https.Agent;
+  private readonly httpAgent = new http.Agent({ keepAlive: true });
+  /** Bearer tokens by scope. */
+  private readonly tokens = new Map<string, string>();
+  private basic = false;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(
+    /** host[:port] */
+    readonly endpoint: string,
+    private readonly options: ClientOptions,
+  ) {
+    const files = tlsFiles(options.certDir);
+    // The certDir's CAs as well as Node's, not instead of them.
+    const ca = files.ca ? [...rootCertificates, ...files.ca] : undefined;
+    this.httpsAgent = new https.Agent({
+      keepAlive: true,
+      rejectUnauthorized: options.tlsVerify,
+      ...(ca ? { ca } : {}),
+      ...(files.cert ? { cert: files.cert, key: files.key } : {}),
+    });
+    this.sleep = options.sleep ?? realSleep;
+  }
+
+  /** `GET` (or `HEAD`) of a path below the registry's origin, for a repository's `scope`. */
+  async request(
+    method: 'GET' | 'HEAD',
+    pathname: string,
+    scope: string,
+    headers: Record<string, string> = {},
+  ): Promise<Answer> {
+    let url = `${this.scheme}://${this.endpoint}${pathname}`;
+    let refreshed = false;
+    for (let attempt = 0, redirects = 0; ;) {
+      const sameOrigin = new URL(url).host === this.endpoint;
+      const auth = sameOrigin ? this.authorization(scope) : undefined;
+      let answer: Answer;
+      try {
+        answer = await this.send(method, url, { ...headers, ...(auth ? { authorization: auth } : {}) });
+      } catch (error) {
+        if (this.fallBackToHttp(error, url)) {
+          url = url.replace(/^https:/, 'http:');
+          continue;
+        }
+        if (attempt++ < RETRIES) {
+          await this.sleep(backoff(attempt));
+          continue;
+        }
+        throw new RegistryClientError(`${method} ${url}: ${describeError(error)}`);
+      }
+      const { status } = answer;
+      if (status >= 300 && status < 400 && answer.headers.location !== undefined) {
+        answer.body.resume();
+        if (redirects++ >= MAX_REDIRECTS)
+          throw new RegistryClientError(`${method} ${url}: more than ${MAX_REDIRECTS} redirects`);
+        url = new URL(answer.headers.location, url).toString();
+        continue;
+      }
+      if (status === 401 && sameOrigin && !refreshed) {
+        refreshed = true;
+        const header = answer.headers['www-authenticate'];
+        answer.body.resume();
+        await this.authenticate(typeof header === 'string' ? header : '', scope, auth !== undefined, url);
+        continue;
+      }
+      if (status === 401) {
+        answer.body.resume();
+        throw new RegistryClientError(
+          `${this.endpoint}: the registry refused ${this.options.credentials ? `the credentials of ${this.options.credentials.username}` : 'an anonymous client'} for ${scope} (401)${this.options.credentials ? '' : '; give --creds, or log in with skopeo, podman or docker'}`,
+          401,
+        );
+      }
+      if ((status === 429 || (status >= 500 && status !== 501)) && attempt < RETRIES) {
+        attempt++;
+        const after = retryAfterMs(headerText(answer.headers['retry-after']));
+        answer.body.resume();
+        await this.sleep(after ?? backoff(attempt));
+        continue;
+      }
+      return answer;
+    }
+  }
+
+  close(): void {
+    this.httpsAgent.destroy();
+    this.httpAgent.destroy();
+  }
+
+  private authorization(scope: string): string | undefined {
+    const token = this.tokens.get(scope);
+    if (token !== undefined) return `Bearer ${token}`;
+    if (this.basic && this.options.credentials) return basicHeader(this.options.credentials);
+    return undefined;
+  }
+
+  private async authenticate(header: string, scope: string, hadAuth: boolean, url: string): Promise<void> {
+    const challenges = parseChallenges(header);
+    const bearer = challenges.find((challenge) => challenge.scheme === 'bearer');
+    if (bearer) {
+      this.tokens.delete(scope);
+      this.tokens.set(scope, await this.fetchToken(bearer, scope));
+      return;
+    }
+    if (challenges.some((challenge) => challenge.scheme === 'basic')) {
+      if (!this.options.credentials || (hadAuth && this.basic))
+        throw new RegistryClientError(
+          `${this.endpoint}: ${this.options.credentials ? `the registry refused the credentials of ${this.options.credentials.username}` : 'the registry asks for credentials: give --creds, or log in with skopeo, podman or docker'} (401)`,
+          401,
+        );
+      this.basic = true;
+      return;
+    }
+    throw new RegistryClientError(
+      `${url}: 401 with ${header === '' ? 'no WWW-Authenticate challenge' : `a challenge derrick cannot answer (${header.slice(0, 100)})`}`,
+      401,
+    );
+  }
+
+  /** A Bearer token from the challenge's realm (the Docker token spec's GET, Basic credentials if any). */
+  private async fetchToken(challenge: Challenge, scope: string): Promise<string> {
+    const { realm, service } = challenge.params;
+    if (realm === undefined || !/^https?:\/\//.test(realm))
+      throw new RegistryClientError(`${this.endpoint}: a Bearer challenge without an http(s) realm`);
+    const tokenUrl = new URL(realm);
+    if (service !== undefined) tokenUrl.searchParams.set('service', service);
+    tokenUrl.searchParams.set('scope', scope);
+    const { credentials } = this.options;
+    let answer: Answer | undefined;
+    for (let attempt = 0; answer === undefined || answer.status === 429 || answer.status >= 500; attempt++) {
+      if (answer) {
+        answer.body.resume();
+        if (attempt > RETRIES) break;
+        await this.sleep(retryAfterMs(headerText(answer.headers['retry-after'])) ?? backoff(attempt));
+      }
+      try {
+        answer = await this.send(
+          'GET',
+          tokenUrl.toString(),
+          credentials ? { authorization: basicHeader(credentials) } : {},
+        );
+      } catch (error) {
+        if (attempt >= RETRIES)
+          throw new RegistryClientError(`token from ${tokenUrl.origin}: ${describeError(error)}`);
+        answer = undefined;
+        await this.sleep(backoff(attempt + 1));
+      }
+    }
+    const text = await readText(answer);
+    if (answer.status === 401 || answer.status === 403)
+      throw new RegistryClientError(
+        `${tokenUrl.origin} refused ${credentials ? `the credentials of ${credentials.username}` : 'an anonymous token'} for ${scope} (${answer.status})${credentials ? '' : '; give --creds, or log in with skopeo, podman or docker'}`,
+        answer.status,
+      );
+    if (answer.status !== 200)
+      throw new RegistryClientError(`token from ${tokenUrl.origin}: ${answer.status} ${text.slice(0, 200)}`);
+    let body: { token?: unknown; access_token?: unknown };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      throw new RegistryClientError(`token from ${tokenUrl.origin}: the answer is not JSON`);
+    }
+    // "token" — and "access_token", which the spec gives for OAuth 2.0 compatibility.
+    const token = typeof body.token === 'string' ? body.token : body.access_token;
+    if (typeof token !== 'string' || token === '')
+      throw new RegistryClientError(`token from ${tokenUrl.origin}: the answer holds no token`);
+    return token;
+  }
+
+  private send(method: string, url: string, headers: Record<string, string>): Promise<Answer> {
+    const target = new URL(url);
+    const secure = target.protocol === 'https:';
+    return new Promise((resolve, reject) => {
+      const request = (secure ? https : http).request(
+        target,
+        {
+          method,
+          agent: secure ? this.httpsAgent : this.httpAgent,
+          headers: { 'user-agent': this.options.userAgent, ...headers },
+          timeout: 60_000,
+        },
+        (response) =>
+          resolve({ status: response.statusCode ?? 0, headers: response.headers, body: response, url }),
+      );
+      request.on('timeout', () => request.destroy(new Error('no answer within 60 s')));
+      request.on('error', reject);
+      request.end();
+    });
+  }
+
+  /** With tlsVerify false, a registry that answers TLS with plain HTTP is asked over HTTP from then on. */
+  private fallBackToHttp(error: unknown, url: string): boolean {
+    if (this.options.tlsVerify || this.scheme === 'http' || !url.startsWith('https:')) return false;
+    const code = (error as NodeJS.ErrnoException).code;
+    const message = (error as Error).message;
+    if (code !== 'EPROTO' && code !== 'ECONNRESET' && !/wrong version number|packet length/i.test(message))
+      return false;
+    this.scheme = 'http';
+    return true;
+  }
+}
+
+function basicHeader({ username, password }: Credentials): string {
+  return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;
+}
+
+function backoff(attempt: number): number {
+  return Math.min(500 * 2 ** (attempt - 1), 8000);
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function describeError(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ECONNREFUSED') return 'connection refused (is the registry up, and is this its address?)';
+  if (code === 'ENOTFOUND') return 'no such host';
+  if (
+    code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
+    code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
+    code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'
+  )
+    return `its certificate is not trusted (${code}): give its CA in --cert-dir, or --tls-verify=false`;
+  return error instanceof Error ? error.message : String(error);
+}
