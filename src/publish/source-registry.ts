@@ -5,10 +5,17 @@
  * manifests here, as they arrive). Referrers come from the referrers API (`GET /v2/<name>/referrers/<digest>`,
  * distribution-spec 1.1) for every manifest published, to a fixed point; a registry without it (404) has none.
  */
+import { Readable } from 'node:stream';
 import { sha256Digest } from '../oci/digest.ts';
 import { MANIFEST_MEDIA_TYPES, OCI_INDEX } from '../oci/media-types.ts';
-import { Readable } from 'node:stream';
-import { RegistryClient, RETRIES, readText, type Answer, type ClientOptions } from './registry/client.ts';
+import {
+  RegistryClient,
+  RETRIES,
+  readBytes,
+  readText,
+  type Answer,
+  type ClientOptions,
+} from './registry/client.ts';
 import { formatReference, type RegistryReference } from './registry/reference.ts';
 import { SourceError, type BlobBytes, type ImageSource, type SourceManifest } from './source.ts';
 
@@ -32,12 +39,11 @@ export function openRegistrySource(reference: RegistryReference, options: Client
       answer.body.resume();
       return undefined;
     }
-    const text = await readText(answer, MAX_MANIFEST_BYTES);
+    const bytes = await readBytes(answer, MAX_MANIFEST_BYTES);
     if (answer.status !== 200)
       throw new SourceError(
-        `${description}: GET manifests/${ref} answered ${answer.status}: ${errorText(text)}`,
+        `${description}: GET manifests/${ref} answered ${answer.status}: ${errorText(bytes.toString('utf8'))}`,
       );
-    const bytes = Buffer.from(text, 'utf8');
     const digest = sha256Digest(bytes);
     if (ref.includes(':') && ref !== digest)
       throw new SourceError(

@@ -64,8 +64,8 @@ const MAX_RETRY_AFTER_MS = 60_000;
 
 const realSleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The body of an answer as text, at most `limit` bytes (error bodies, tokens). */
-export async function readText(answer: Answer, limit = 1024 * 1024): Promise<string> {
+/** The body of an answer, at most `limit` bytes (manifests, kept byte for byte). */
+export async function readBytes(answer: Answer, limit = 1024 * 1024): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of answer.body as AsyncIterable<Buffer>) {
@@ -76,7 +76,12 @@ export async function readText(answer: Answer, limit = 1024 * 1024): Promise<str
     }
     chunks.push(chunk);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
+}
+
+/** The body of an answer as text, at most `limit` bytes (error bodies, tokens). */
+export async function readText(answer: Answer, limit = 1024 * 1024): Promise<string> {
+  return (await readBytes(answer, limit)).toString('utf8');
 }
 
 /** The delay `Retry-After` asks for (RFC 9110 §10.2.3: seconds, or an HTTP date), if any. */
