@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { writeHtpasswd } from '../helpers/auth.ts';
-import { runDerrick, tempDir } from '../helpers/cli.ts';
+import { runDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { multiPlatformLayout, singleImageLayout, skopeoCopy, skopeoRawDigest } from '../helpers/images.ts';
 import { tokenKey } from '../helpers/pki.ts';
@@ -109,31 +109,34 @@ async function served(dataDir: string): Promise<DerrickServer> {
   return server;
 }
 
+/** `derrick publish docker://<upstream>/<image> <as> --data-dir <dataDir> --tls-verify=false <extra>`. */
+function mirror(
+  upstream: string,
+  image: string,
+  as: string,
+  dataDir: string,
+  extra: string[],
+  env?: NodeJS.ProcessEnv,
+): Promise<RunResult> {
+  const args = [
+    'publish',
+    `docker://${upstream}/${image}`,
+    as,
+    '--data-dir',
+    dataDir,
+    '--tls-verify=false',
+    ...extra,
+  ];
+  return runDerrick(args, env ? { env } : {});
+}
+
 describe('derrick publish docker://… from docker-registry with htpasswd', () => {
   test('an image and a multi-platform index come over with the upstream digests, and pull back through derrick serve', async () => {
     const dataDir = dir('data-basic');
     const upstream = registry?.address ?? '';
-    const single = await runDerrick([
-      'publish',
-      `docker://${upstream}/team/app:1`,
-      'mirror/app:1',
-      '--data-dir',
-      dataDir,
-      '--creds',
-      ALICE,
-      '--tls-verify=false',
-    ]);
+    const single = await mirror(upstream, 'team/app:1', 'mirror/app:1', dataDir, ['--creds', ALICE]);
     assert.equal(single.code, 0, single.stderr);
-    const multi = await runDerrick([
-      'publish',
-      `docker://${upstream}/team/multi:1`,
-      'mirror/multi:1',
-      '--data-dir',
-      dataDir,
-      '--creds',
-      ALICE,
-      '--tls-verify=false',
-    ]);
+    const multi = await mirror(upstream, 'team/multi:1', 'mirror/multi:1', dataDir, ['--creds', ALICE]);
     assert.equal(multi.code, 0, multi.stderr);
     const server = await served(dataDir);
     const local = server.url.replace(/^http:\/\//, '');
@@ -249,16 +252,7 @@ describe('derrick publish docker://… from derrick serve with token authenticat
     assert.equal(challenge.status, 401);
     assert.match(challenge.headers.get('www-authenticate') ?? '', /^Bearer realm=/);
     const dataDir = dir('data-token');
-    const result = await runDerrick([
-      'publish',
-      `docker://${address}/team/app:1`,
-      'mirror/app:1',
-      '--data-dir',
-      dataDir,
-      '--creds',
-      ALICE,
-      '--tls-verify=false',
-    ]);
+    const result = await mirror(address, 'team/app:1', 'mirror/app:1', dataDir, ['--creds', ALICE]);
     assert.equal(result.code, 0, result.stderr);
     const server = await served(dataDir);
     const theirs = await skopeoRawDigest(`docker://${address}/team/app:1`, [
