@@ -310,11 +310,19 @@ describe('publish from a source that cannot be read', { concurrency: 4 }, () => 
 });
 
 describe('publish from a source string derrick does not understand', { concurrency: 4 }, () => {
-  test('publish docker://x (an unknown transport) → exit 1, names the source and the forms derrick reads, tree unchanged', async () => {
+  test('publish containers-storage:x (an unknown transport) → exit 1, names the source and the forms derrick reads, tree unchanged', async () => {
     await expectRefused(
       await publishedTree(),
-      ['docker://x', 'x'],
-      ['"docker://x" is not a source', 'oci:<dir>'],
+      ['containers-storage:x', 'x'],
+      ['"containers-storage:x" is not a source', 'oci:<dir>', 'docker://<registry>'],
+    );
+  });
+
+  test('publish docker://Bad_Host:5/x (not a registry host) → exit 1, names it, before any connection', async () => {
+    await expectRefused(
+      await publishedTree(),
+      ['docker://Bad_Host:5/x', 'x'],
+      ['"Bad_Host:5" is not a registry host[:port]'],
     );
   });
 

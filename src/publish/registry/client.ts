@@ -7,7 +7,7 @@
  *   challenge. `Bearer`: a token from its realm (`?service=…&scope=repository:<name>:pull`, with the credentials
  *   as Basic when there are any), kept per scope and fetched again when the registry refuses it (expired);
  *   `Basic`: the credentials on every request.
- * - Retries: 429 and 5xx (but 501) and connection errors, up to RETRIES times, waiting what `Retry-After` says
+ * - Retries: 429 and 5xx (but 501) and connections refused, reset or timed out, up to RETRIES times, waiting what `Retry-After` says
  *   (seconds or an HTTP date, at most 60 s) or 0.5 s doubling to 8 s.
  * - Redirects (a blob served from object storage or a CDN) are followed, without the Authorization header once
  *   they leave the registry's origin.
@@ -160,7 +160,7 @@ export class RegistryClient {
           url = url.replace(/^https:/, 'http:');
           continue;
         }
-        if (attempt++ < RETRIES) {
+        if (transient(error) && attempt++ < RETRIES) {
           await this.sleep(backoff(attempt));
           continue;
         }
@@ -257,7 +257,7 @@ export class RegistryClient {
           credentials ? { authorization: basicHeader(credentials) } : {},
         );
       } catch (error) {
-        if (attempt >= RETRIES)
+        if (!transient(error) || attempt >= RETRIES)
           throw new RegistryClientError(`token from ${tokenUrl.origin}: ${describeError(error)}`);
         answer = undefined;
         await this.sleep(backoff(attempt + 1));
@@ -319,6 +319,14 @@ export class RegistryClient {
 
 function basicHeader({ username, password }: Credentials): string {
   return `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`;
+}
+
+/** Connection errors worth another try: not a host that does not exist, nor a certificate that is refused. */
+const TRANSIENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ECONNABORTED']);
+
+function transient(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return (code !== undefined && TRANSIENT.has(code)) || /socket hang up|no answer within/.test(String(error));
 }
 
 function backoff(attempt: number): number {
