@@ -150,7 +150,9 @@ export class RegistryClient {
     let url = `${this.scheme}://${this.endpoint}${pathname}`;
     let refreshed = false;
     for (let attempt = 0, redirects = 0; ;) {
-      const sameOrigin = new URL(url).host === this.endpoint;
+      // Scheme and host: a redirect to plain HTTP on the same host is another origin, and gets no credentials.
+      const target = new URL(url);
+      const sameOrigin = target.host === this.endpoint && target.protocol === `${this.scheme}:`;
       const auth = sameOrigin ? this.authorization(scope) : undefined;
       let answer: Answer;
       try {
