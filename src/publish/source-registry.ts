@@ -6,7 +6,7 @@
  * distribution-spec 1.1) for every manifest published, to a fixed point; a registry without it (404) has none.
  */
 import { Readable } from 'node:stream';
-import { sha256Digest } from '../oci/digest.ts';
+import { digestLike, sha256Digest } from '../oci/digest.ts';
 import { MANIFEST_MEDIA_TYPES, OCI_INDEX } from '../oci/media-types.ts';
 import {
   RegistryClient,
@@ -44,7 +44,8 @@ export function openRegistrySource(reference: RegistryReference, options: Client
       throw new SourceError(
         `${description}: GET manifests/${ref} answered ${answer.status}: ${errorText(bytes.toString('utf8'))}`,
       );
-    const digest = sha256Digest(bytes);
+    // A digest reference is checked with its own algorithm; a tag's manifest is known by its sha256.
+    const digest = ref.includes(':') ? digestLike(ref, bytes) : sha256Digest(bytes);
     if (ref.includes(':') && ref !== digest)
       throw new SourceError(
         `${description}: the registry answered manifest ${ref} with bytes whose digest is ${digest}`,
