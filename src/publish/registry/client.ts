@@ -149,21 +149,21 @@ export class RegistryClient {
   ): Promise<Answer> {
     let url = `${this.scheme}://${this.endpoint}${pathname}`;
     let refreshed = false;
-    for (let attempt = 0, redirects = 0; ;) {
+    for (let redirects = 0; ;) {
       // Scheme and host: a redirect to plain HTTP on the same host is another origin, and gets no credentials.
       const target = new URL(url);
       const sameOrigin = target.host === this.endpoint && target.protocol === `${this.scheme}:`;
       const auth = sameOrigin ? this.authorization(scope) : undefined;
       let answer: Answer;
       try {
-        answer = await this.send(method, url, { ...headers, ...(auth ? { authorization: auth } : {}) });
+        answer = await this.sendRetrying(method, url, {
+          ...headers,
+          ...(auth ? { authorization: auth } : {}),
+        });
       } catch (error) {
-        if (this.fallBackToHttp(error, url)) {
+        if (this.speaksHttp(error, url)) {
+          this.scheme = 'http';
           url = url.replace(/^https:/, 'http:');
-          continue;
-        }
-        if (transient(error) && attempt++ < RETRIES) {
-          await this.sleep(backoff(attempt));
           continue;
         }
         throw new RegistryClientError(`${method} ${url}: ${describeError(error)}`);
@@ -190,8 +190,27 @@ export class RegistryClient {
           401,
         );
       }
-      if ((status === 429 || (status >= 500 && status !== 501)) && attempt < RETRIES) {
-        attempt++;
+      return answer;
+    }
+  }
+
+  /**
+   * `send`, asked again after a transient connection error or a 429/5xx (but 501), up to RETRIES times, waiting
+   * what `Retry-After` says or backing off. A TLS client that meets a plain-HTTP registry is not retried: the
+   * caller switches to HTTP (speaksHttp).
+   */
+  private async sendRetrying(method: string, url: string, headers: Record<string, string>): Promise<Answer> {
+    for (let attempt = 1; ; attempt++) {
+      let answer: Answer;
+      try {
+        answer = await this.send(method, url, headers);
+      } catch (error) {
+        if (this.speaksHttp(error, url) || !transient(error) || attempt > RETRIES) throw error;
+        await this.sleep(backoff(attempt));
+        continue;
+      }
+      const { status } = answer;
+      if ((status === 429 || (status >= 500 && status !== 501)) && attempt <= RETRIES) {
         const after = retryAfterMs(headerText(answer.headers['retry-after']));
         answer.body.resume();
         await this.sleep(after ?? backoff(attempt));
@@ -217,7 +236,6 @@ export class RegistryClient {
     const challenges = parseChallenges(header);
     const bearer = challenges.find((challenge) => challenge.scheme === 'bearer');
     if (bearer) {
-      this.tokens.delete(scope);
       this.tokens.set(scope, await this.fetchToken(bearer, scope));
       return;
     }
@@ -245,25 +263,15 @@ export class RegistryClient {
     if (service !== undefined) tokenUrl.searchParams.set('service', service);
     tokenUrl.searchParams.set('scope', scope);
     const { credentials } = this.options;
-    let answer: Answer | undefined;
-    for (let attempt = 0; answer === undefined || answer.status === 429 || answer.status >= 500; attempt++) {
-      if (answer) {
-        answer.body.resume();
-        if (attempt > RETRIES) break;
-        await this.sleep(retryAfterMs(headerText(answer.headers['retry-after'])) ?? backoff(attempt));
-      }
-      try {
-        answer = await this.send(
-          'GET',
-          tokenUrl.toString(),
-          credentials ? { authorization: basicHeader(credentials) } : {},
-        );
-      } catch (error) {
-        if (!transient(error) || attempt >= RETRIES)
-          throw new RegistryClientError(`token from ${tokenUrl.origin}: ${describeError(error)}`);
-        answer = undefined;
-        await this.sleep(backoff(attempt + 1));
-      }
+    let answer: Answer;
+    try {
+      answer = await this.sendRetrying(
+        'GET',
+        tokenUrl.toString(),
+        credentials ? { authorization: basicHeader(credentials) } : {},
+      );
+    } catch (error) {
+      throw new RegistryClientError(`token from ${tokenUrl.origin}: ${describeError(error)}`);
     }
     const text = await readText(answer);
     if (answer.status === 401 || answer.status === 403)
@@ -305,17 +313,15 @@ export class RegistryClient {
       request.on('error', reject);
       request.end();
     });
-  }
-
-  /** With tlsVerify false, a registry that answers TLS with plain HTTP is asked over HTTP from then on. */
-  private fallBackToHttp(error: unknown, url: string): boolean {
+  } /**
+   * With tlsVerify false, whether `error` says the registry answered TLS with plain HTTP (it is then asked over
+   * HTTP from then on).
+   */
+  private speaksHttp(error: unknown, url: string): boolean {
     if (this.options.tlsVerify || this.scheme === 'http' || !url.startsWith('https:')) return false;
     const code = (error as NodeJS.ErrnoException).code;
     const message = (error as Error).message;
-    if (code !== 'EPROTO' && code !== 'ECONNRESET' && !/wrong version number|packet length/i.test(message))
-      return false;
-    this.scheme = 'http';
-    return true;
+    return code === 'EPROTO' || code === 'ECONNRESET' || /wrong version number|packet length/i.test(message);
   }
 }
 
