@@ -19,6 +19,7 @@ import { writeHtpasswd } from '../helpers/auth.ts';
 import { runDerrick, tempDir, type RunResult } from '../helpers/cli.ts';
 import { startDerrickServer, type DerrickServer } from '../helpers/derrick-server.ts';
 import { multiPlatformLayout, singleImageLayout, skopeoCopy, skopeoRawDigest } from '../helpers/images.ts';
+import { freePort } from '../helpers/nginx.ts';
 import { tokenKey } from '../helpers/pki.ts';
 import { stopChild } from '../helpers/processes.ts';
 import { derrickOk } from '../helpers/server.ts';
@@ -28,18 +29,6 @@ const dir = (name: string): string => path.join(scratch.dir, name);
 const ALICE = 'alice:alice-secret';
 let registry: { child: ChildProcess; address: string } | undefined;
 const servers: DerrickServer[] = [];
-
-async function freePort(): Promise<number> {
-  const net = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
 
 /** docker-registry with htpasswd auth over plain HTTP on loopback; resolves once /v2/ answers 401. */
 async function startRegistry(): Promise<{ child: ChildProcess; address: string }> {
