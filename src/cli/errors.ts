@@ -8,6 +8,7 @@ import { LockTimeoutError } from '../store/locks.ts';
 import { RecordError } from '../store/record.ts';
 import { PublishError } from '../publish/publisher.ts';
 import { SourceError } from '../publish/source.ts';
+import { ConfigError } from '../config/yaml-file.ts';
 
 function insideDataDir(file: string, dataDir: string): boolean {
   const relative = path.relative(path.resolve(dataDir), path.resolve(file));
@@ -22,7 +23,8 @@ export function describeError(error: unknown, dataDir: string): string {
     error instanceof RecordError ||
     error instanceof DataDirError ||
     error instanceof StorageError ||
-    error instanceof InvalidArgumentError
+    error instanceof InvalidArgumentError ||
+    error instanceof ConfigError
   ) {
     return error.message;
   }

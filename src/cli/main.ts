@@ -19,6 +19,7 @@ import {
 } from './command-kit.ts';
 import { addCompletionCommand } from './completion.ts';
 import { addServeCommand } from './serve-command.ts';
+import { addSyncCommand } from './sync-command.ts';
 import { addTreeCommands } from './tree-commands.ts';
 import { packageVersion } from './version.ts';
 
@@ -151,6 +152,7 @@ export function buildProgram(): Command {
       }),
     );
 
+  addSyncCommand(program);
   addTreeCommands(program);
   addServeCommand(program);
   addCompletionCommand(program, dataDirOption);

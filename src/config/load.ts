@@ -3,29 +3,13 @@
  * configuration stops the program with where the value came from (file, variable or flag), the key, and what
  * was expected — never "log and carry on".
  */
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { Describer, shown } from './describe.ts';
 import { envName, flagName, KEY_NAMES, keyInfo, OTHER_VARIABLES, type ScalarKey } from './keys.ts';
 import { configSchema, type Config } from './schema.ts';
 import { closest } from './suggest.ts';
+import { ConfigError, readYamlMapping } from './yaml-file.ts';
 
-// yaml costs ~0.2 s to load: only a configuration file pays for it (start-up time is module loading).
-const requireYaml = (): typeof import('yaml') =>
-  createRequire(import.meta.url)('yaml') as typeof import('yaml');
-
-/** One line, whatever keys and values it quotes: a control character (CR, LF, …) is shown as its escape. */
-function oneLine(message: string): string {
-  // eslint-disable-next-line no-control-regex -- control characters are exactly what this replaces
-  return message.replace(/[\u0000-\u001f\u007f]/g, (char) => JSON.stringify(char).slice(1, -1));
-}
-
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(oneLine(message));
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 export interface ConfigSources {
   /** The YAML file (--config), if any. */
@@ -92,35 +76,7 @@ function setPath(target: Record<string, unknown>, key: string, value: unknown): 
 export function loadConfig(sources: ConfigSources = {}): Config {
   let raw: Record<string, unknown> = {};
   const origins = new Map<string, string>();
-  if (sources.file !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(sources.file, 'utf8');
-    } catch (error) {
-      throw new ConfigError(`cannot read the config file ${sources.file}: ${(error as Error).message}`);
-    }
-    try {
-      // Silent: the yaml library would print its warnings (an unknown tag, a collection as a key) to stderr as
-      // several lines of its own. A warning is a mistake in the file, reported as an error here; a collection key
-      // becomes a string that the key check below names.
-      const document = requireYaml().parseDocument(text, { logLevel: 'silent' });
-      const problem = document.errors[0] ?? document.warnings[0];
-      if (problem) throw problem;
-      const parsed: unknown = document.toJS();
-      if (parsed !== null && parsed !== undefined) {
-        if (typeof parsed !== 'object' || Array.isArray(parsed))
-          throw new ConfigError(`${sources.file}: expected a mapping of keys`);
-        raw = parsed as Record<string, unknown>;
-      }
-    } catch (error) {
-      if (error instanceof ConfigError) throw error;
-      const position = error instanceof requireYaml().YAMLError ? error.linePos?.[0] : undefined;
-      const where = position ? ` (line ${position.line}, column ${position.col})` : '';
-      // The library's message repeats the position and then quotes the lines around it: its first clause is enough.
-      const what = ((error as Error).message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
-      throw new ConfigError(`${sources.file}${where}: not valid YAML: ${what}`);
-    }
-  }
+  if (sources.file !== undefined) raw = readYamlMapping(sources.file).value;
   const env = sources.env ?? {};
   if (sources.warn) unknownVariables(env, sources.warn);
   for (const key of KEY_NAMES) {
