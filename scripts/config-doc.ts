@@ -7,6 +7,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { format, resolveConfig } from 'prettier';
 import { defaultText, KEY_NAMES, keyInfo } from '../src/config/keys.ts';
+import { syncJsonSchema } from '../src/config/sync-schema.ts';
 
 export const CONFIG_DOC = fileURLToPath(new URL('../docs/configuration.md', import.meta.url));
 const START =
@@ -36,7 +37,16 @@ export async function renderConfigDoc(doc: string): Promise<string> {
   return format(text, { ...options, filepath: CONFIG_DOC });
 }
 
+export const SYNC_SCHEMA = fileURLToPath(new URL('../docs/sync.schema.json', import.meta.url));
+
+/** docs/sync.schema.json: the JSON Schema of `derrick sync`'s file, from its zod schema. */
+export async function renderSyncSchema(): Promise<string> {
+  const options = (await resolveConfig(SYNC_SCHEMA)) ?? {};
+  return format(JSON.stringify(syncJsonSchema()), { ...options, filepath: SYNC_SCHEMA });
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  writeFileSync(SYNC_SCHEMA, await renderSyncSchema());
   writeFileSync(CONFIG_DOC, await renderConfigDoc(readFileSync(CONFIG_DOC, 'utf8')));
-  console.log('wrote the key table of docs/configuration.md');
+  console.log('wrote the key table of docs/configuration.md and docs/sync.schema.json');
 }

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { renderConfigDoc } from '../../scripts/config-doc.ts';
+import { renderConfigDoc, renderSyncSchema } from '../../scripts/config-doc.ts';
 import { SCALAR_KEYS } from '../../src/config/schema.ts';
 import { ERROR_CODES } from '../../src/oci/errors.ts';
 
@@ -26,4 +26,12 @@ test('docs/configuration.md holds the key table that npm run docs:config generat
   assert.equal(text, await renderConfigDoc(text), 'the key table is stale: run npm run docs:config');
   for (const key of Object.keys(SCALAR_KEYS))
     assert.match(text, new RegExp(`^\\| \`${key.replace(/\./g, '\\.')}\` +\\|`, 'm'), `${key} has no row`);
+});
+
+test('docs/sync.schema.json is the JSON Schema npm run docs:config generates from src/config/sync-schema.ts', async () => {
+  assert.equal(
+    doc('sync.schema.json'),
+    await renderSyncSchema(),
+    'the schema is stale: run npm run docs:config',
+  );
 });
