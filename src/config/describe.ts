@@ -60,7 +60,7 @@ export function schemaDefault(key: ScalarKey): unknown {
 }
 
 /** The value at `path` of the unvalidated configuration. */
-function valueAt(raw: unknown, path: Path): unknown {
+export function valueAt(raw: unknown, path: Path): unknown {
   let current = raw;
   for (const part of path) {
     if (typeof current !== 'object' || current === null) return undefined;

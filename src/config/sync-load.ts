@@ -2,7 +2,7 @@
  * Loading `derrick sync`'s file: YAML → zod → SyncConfig, every problem one line with the file, the line, the key
  * path and what is expected (a misspelt key with a "did you mean"), as `derrick serve --config` reports its own.
  */
-import { shown } from './describe.ts';
+import { shown, valueAt } from './describe.ts';
 import { closest } from './suggest.ts';
 import { syncKeysAt, syncSchema, type SyncConfig } from './sync-schema.ts';
 import { ConfigError, readYamlMapping } from './yaml-file.ts';
@@ -14,15 +14,6 @@ function formatPath(path: readonly (string | number)[]): string {
   return path
     .map((part, index) => (typeof part === 'number' ? `[${part}]` : index === 0 ? part : `.${part}`))
     .join('');
-}
-
-function valueAt(raw: unknown, path: readonly (string | number)[]): unknown {
-  let current = raw;
-  for (const part of path) {
-    if (typeof current !== 'object' || current === null) return undefined;
-    current = (current as Record<string, unknown>)[String(part)];
-  }
-  return current;
 }
 
 export function loadSyncConfig(file: string): SyncConfig {
