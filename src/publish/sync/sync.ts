@@ -131,12 +131,21 @@ async function syncRepository(
     });
   const valid = validateName(destination);
   if (!valid.ok) return failRepository(`destination ${destination}: ${valid.reason}`);
+  // Each tag's digest is asked once: by its created time (`by: created`) and again by the comparison below.
+  const digests = new Map<string, Promise<string | undefined>>();
+  const digestOf = (tag: string): Promise<string | undefined> => {
+    let digest = digests.get(tag);
+    if (!digest) digests.set(tag, (digest = upstream.digestOf(name, tag)));
+    return digest;
+  };
   let selected: string[];
   let current: ReadonlyMap<string, string>;
   try {
     const tags = await upstream.tags(name);
     if (tags === undefined) return failRepository(`${upstream.description} has no repository ${name}`);
-    selected = await selectTags(tags, entry.tags, (tag) => createdOf(upstream, name, tag));
+    selected = await selectTags(tags, entry.tags, async (tag) =>
+      createdOf(upstream, name, await digestOf(tag)),
+    );
     const record = await tree.readRecord(destination);
     current = record.found ? record.repository.tags : new Map();
   } catch (error) {
@@ -148,7 +157,7 @@ async function syncRepository(
   for (const tag of selected) {
     const from = `${upstream.description}/${name}:${tag}`;
     try {
-      const digest = await upstream.digestOf(name, tag);
+      const digest = await digestOf(tag);
       if (digest === undefined) continue; // listed, then gone before we asked: nothing to mirror
       let expected = digest;
       const had = current.get(tag);
@@ -251,8 +260,11 @@ async function prune(
 }
 
 /** The image's created time (its config's `created`; for an index, its first child's). */
-async function createdOf(upstream: Upstream, name: string, tag: string): Promise<number | undefined> {
-  const digest = await upstream.digestOf(name, tag);
+async function createdOf(
+  upstream: Upstream,
+  name: string,
+  digest: string | undefined,
+): Promise<number | undefined> {
   if (digest === undefined) return undefined;
   let parsed = parseManifest(await upstream.manifest(name, digest));
   if ('error' in parsed) return undefined;
