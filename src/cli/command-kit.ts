@@ -18,6 +18,14 @@ export function seconds(value: string): number {
   return parsed;
 }
 
+/** `--jobs <n>`: how many blobs a publish copies at once. */
+export function jobsCount(value: string): number {
+  const parsed = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || parsed < 1 || parsed > 32)
+    throw new InvalidArgumentError('expected a whole number from 1 to 32');
+  return parsed;
+}
+
 /** `--flag=true|false` as skopeo writes booleans (`--tls-verify=false`); the flag alone is true. */
 export function trueOrFalse(value: string | undefined): boolean {
   if (value === undefined || value === 'true') return true;

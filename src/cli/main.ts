@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import {
   DEFAULT_DATA_DIR,
   dataDirOption,
+  jobsCount,
   modules,
   openTree,
   out,
@@ -50,6 +51,7 @@ export function buildProgram(): Command {
     )
     .option('--public', 'clear --protected: serve this repository as the access rules say')
     .option('--lock-timeout <seconds>', 'how long to wait for other publishers or gc', seconds, 600)
+    .option('--jobs <n>', 'blobs copied at once, 1 to 32', jobsCount, 4)
     .option(
       '--creds <user:password>',
       'docker:// sources: credentials (default: the auth file of skopeo, podman or docker login)',
@@ -112,6 +114,7 @@ export function buildProgram(): Command {
             // Neither flag: the record keeps what it was published with.
             protected: opts.protected === true ? true : opts.public === true ? false : undefined,
             lockTimeoutMs: Number(opts.lockTimeout) * 1000,
+            jobs: Number(opts.jobs),
             progress,
             signal: interrupts.signal,
             onLateAbort: () => {
