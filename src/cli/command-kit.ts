@@ -60,6 +60,7 @@ export const modules = {
   targets: () => import('../publish/targets.ts'),
   publisher: () => import('../publish/publisher.ts'),
   openSource: () => import('../publish/open-source.ts'),
+  platforms: () => import('../publish/platforms.ts'),
   unpublish: () => import('../publish/unpublish.ts'),
   gc: () => import('../publish/gc.ts'),
   verify: () => import('../publish/verify.ts'),

@@ -53,6 +53,12 @@ export function buildProgram(): Command {
     .option('--lock-timeout <seconds>', 'how long to wait for other publishers or gc', seconds, 600)
     .option('--jobs <n>', 'blobs copied at once, 1 to 32', jobsCount, 4)
     .option(
+      '--platform <os/arch[/variant]>',
+      'keep only these platforms of an index (repeatable, or comma-separated)',
+      (value: string, previous: string[]) => [...previous, value],
+      [],
+    )
+    .option(
       '--creds <user:password>',
       'docker:// sources: credentials (default: the auth file of skopeo, podman or docker login)',
     )
@@ -75,11 +81,13 @@ export function buildProgram(): Command {
           { publish, PublishError, PublishInterruptedError },
           { openSource },
           { formatBytes },
+          { parsePlatforms },
         ] = await Promise.all([
           modules.targets(),
           modules.publisher(),
           modules.openSource(),
           modules.progress(),
+          modules.platforms(),
         ]);
         const destinations = parseDestinations(targets, opts.allTags === true);
         const tree = await openTree(opts, 'new-or-existing');
@@ -87,6 +95,9 @@ export function buildProgram(): Command {
         if (baseUrl !== undefined && !/^https?:\/\/[^/\s]+/.test(baseUrl)) {
           throw new PublishError(`--base-url "${baseUrl}" is not an http(s) URL`);
         }
+        const platformTexts = opts.platform as string[];
+        const platforms = platformTexts.length > 0 ? parsePlatforms(platformTexts.join(',')) : undefined;
+        if (platforms && 'error' in platforms) throw new PublishError(platforms.error);
         const json = opts.json === true;
         const progress = await pickProgress(json, opts.quiet === true, opts.verbose === true);
         const { catchInterrupts } = await modules.interrupt();
@@ -115,6 +126,7 @@ export function buildProgram(): Command {
             protected: opts.protected === true ? true : opts.public === true ? false : undefined,
             lockTimeoutMs: Number(opts.lockTimeout) * 1000,
             jobs: Number(opts.jobs),
+            ...(platforms ? { platforms } : {}),
             progress,
             signal: interrupts.signal,
             onLateAbort: () => {

@@ -25,6 +25,7 @@ import type { Tree } from '../store/tree.ts';
 import { atOnce } from './at-once.ts';
 import { collect, type Collected, type CollectedManifest } from './collect.ts';
 import { copyBlobs } from './copy-blobs.ts';
+import type { PlatformSpec } from './platforms.ts';
 import type { Progress } from './progress.ts';
 import { SourceError, type ImageSource } from './source.ts';
 
@@ -62,6 +63,8 @@ export interface PublishOptions {
   signal?: AbortSignal;
   /** Called when `signal` aborts too late, once phase B has begun: the publish will complete. */
   onLateAbort?: () => void;
+  /** Keep only these platforms of an index root (`--platform`, platforms.ts); every child when not given. */
+  platforms?: readonly PlatformSpec[];
   /** Blobs copied at once (`--jobs`), JOBS_MIN..JOBS_MAX; DEFAULT_JOBS when not given. */
   jobs?: number;
 }
@@ -146,7 +149,10 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
         );
       }
     }
-    const collected = await collect(source, roots);
+    const collected = await collect(source, roots, {
+      ...(options.platforms ? { platforms: options.platforms } : {}),
+      note: (message) => progress.note(message),
+    });
 
     // Phase A: store what the content store lacks, verifying each digest as the bytes flow.
     let blobsReused = 0;
@@ -203,7 +209,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     const repositories = [];
     for (const destination of destinations) {
       await linkContent(tree, destination.name, collected, foreignLayers);
-      repositories.push(await commitRecord(options, destination, roots, collected, foreignLayers));
+      repositories.push(await commitRecord(options, destination, collected.roots, collected, foreignLayers));
     }
     progress.done();
     return {
