@@ -3,6 +3,12 @@
  * against its digest as the bytes flow, `jobs` at once. The first copy that fails stops the others — they share
  * a signal of their own, chained to the caller's (Ctrl-C) — and whatever was staged is in `pending`, which the
  * publisher commits in phase B or discards, so a failure leaves only the tree as it was.
+ *
+ * From a remote source (a registry) each blob is committed under its content address as soon as it is verified
+ * instead: a publish killed with `kill -9` and run again then finds it (the publisher's reuse()) and does not
+ * fetch it again. That changes nothing a client sees — only a record and the links under a repository make
+ * content visible, and the publish writes those in phase B — and a blob no record ever references is unreferenced
+ * content, which `derrick gc` removes (and `derrick verify`, which checks what records reference, ignores).
  */
 import type { Pending } from '../store/backend.ts';
 import { contentKey } from '../store/keys.ts';
@@ -56,16 +62,17 @@ export async function copyBlobs(job: CopyJob): Promise<Copied> {
     }
     const put = { source: bytes.where, size: blob.size, signal: copies.signal };
     const key = contentKey(blob.digest);
+    let staged: Pending;
     if (bytes.kind === 'staged') {
-      pending.push(await tree.backend.stage(key, { kind: 'staged', file: bytes.file }, blob.digest, put));
+      staged = await tree.backend.stage(key, { kind: 'staged', file: bytes.file }, blob.digest, put);
       progress.bytes(bytes.file.size);
     } else {
       const stream = await bytes.open();
       const onBytes = (count: number): void => progress.bytes(count);
-      pending.push(
-        await tree.backend.stage(key, { kind: 'stream', stream }, blob.digest, { ...put, onBytes }),
-      );
+      staged = await tree.backend.stage(key, { kind: 'stream', stream }, blob.digest, { ...put, onBytes });
     }
+    if (source.remote) await commitNow(staged);
+    else pending.push(staged);
     blobsCopied++;
     bytesCopied += blob.size;
   };
@@ -89,4 +96,14 @@ export async function copyBlobs(job: CopyJob): Promise<Copied> {
   if (failure) throw failure.error;
   const foreignLayers = job.toCopy.map((blob) => blob.digest).filter((digest) => foreign.has(digest));
   return { foreignLayers, blobsCopied, bytesCopied };
+}
+
+/** Commits a verified blob at once (a remote source: see above); a commit that fails leaves nothing staged. */
+async function commitNow(staged: Pending): Promise<void> {
+  try {
+    await staged.commit();
+  } catch (error) {
+    await staged.discard();
+    throw error;
+  }
 }

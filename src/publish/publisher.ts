@@ -5,7 +5,8 @@
  * reference), read and verify the whole manifest graph, and stage every blob and manifest the content store lacks
  * (backend.ts: into staging, or the parts of unfinished uploads), each verified against its digest, `jobs` blobs at
  * once (copy-blobs.ts). Any bad byte, missing blob, full disk or read-only tree stops here and only our own staged
- * bytes are thrown away.
+ * bytes are thrown away. (From a registry, each verified blob is committed at once instead, still invisible, so
+ * that a publish killed with `kill -9` resumes without fetching it again: copy-blobs.ts.)
  * Phase B: commit the staged content under its content addresses, link it under each repository's v2/web, then
  * merge into its record with a compare-and-swap (read and merged again when another publisher got there first):
  * the one step that makes the publish visible.
