@@ -69,6 +69,7 @@ export const modules = {
   tree: () => import('../store/tree.ts'),
   openBackend: () => import('../store/open-backend.ts'),
   progress: () => import('./progress.ts'),
+  progressJson: () => import('./progress-json.ts'),
   interrupt: () => import('./interrupt.ts'),
 };
 

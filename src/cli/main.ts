@@ -71,7 +71,7 @@ export function buildProgram(): Command {
         .default(true),
     )
     .option('--cert-dir <dir>', 'docker:// sources: *.crt CAs, and a client *.cert with its *.key')
-    .option('--json', 'print the result as JSON on stdout (no progress)')
+    .option('--json', 'print the result as JSON on stdout, and progress as JSON lines on stderr')
     .addOption(new Option('-q, --quiet', 'print nothing but errors').conflicts('verbose'))
     .option('-v, --verbose', 'print progress as plain lines when stderr is not a terminal')
     .action(
@@ -99,7 +99,11 @@ export function buildProgram(): Command {
         const platforms = platformTexts.length > 0 ? parsePlatforms(platformTexts.join(',')) : undefined;
         if (platforms && 'error' in platforms) throw new PublishError(platforms.error);
         const json = opts.json === true;
-        const progress = await pickProgress(json, opts.quiet === true, opts.verbose === true);
+        // --json: the result alone on stdout, progress as JSON lines on stderr (progress-json.ts).
+        const progress =
+          json && opts.quiet !== true
+            ? (await modules.progressJson()).jsonProgress(process.stderr)
+            : await pickProgress(json, opts.quiet === true, opts.verbose === true);
         const { catchInterrupts } = await modules.interrupt();
         const interrupts = catchInterrupts();
         let result;

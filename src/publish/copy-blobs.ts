@@ -67,9 +67,14 @@ export async function copyBlobs(job: CopyJob): Promise<Copied> {
       staged = await tree.backend.stage(key, { kind: 'staged', file: bytes.file }, blob.digest, put);
       progress.bytes(bytes.file.size);
     } else {
-      const stream = await bytes.open();
-      const onBytes = (count: number): void => progress.bytes(count);
-      staged = await tree.backend.stage(key, { kind: 'stream', stream }, blob.digest, { ...put, onBytes });
+      progress.blobStart(blob.digest, blob.size);
+      try {
+        const stream = await bytes.open();
+        const onBytes = (count: number): void => progress.blobBytes(blob.digest, count);
+        staged = await tree.backend.stage(key, { kind: 'stream', stream }, blob.digest, { ...put, onBytes });
+      } finally {
+        progress.blobDone(blob.digest);
+      }
     }
     if (source.remote) await commitNow(staged);
     else pending.push(staged);
