@@ -18,6 +18,14 @@ export function seconds(value: string): number {
   return parsed;
 }
 
+/** `--jobs <n>`: how many blobs a publish copies at once. */
+export function jobsCount(value: string): number {
+  const parsed = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || parsed < 1 || parsed > 32)
+    throw new InvalidArgumentError('expected a whole number from 1 to 32');
+  return parsed;
+}
+
 /** `--flag=true|false` as skopeo writes booleans (`--tls-verify=false`); the flag alone is true. */
 export function trueOrFalse(value: string | undefined): boolean {
   if (value === undefined || value === 'true') return true;
@@ -52,6 +60,7 @@ export const modules = {
   targets: () => import('../publish/targets.ts'),
   publisher: () => import('../publish/publisher.ts'),
   openSource: () => import('../publish/open-source.ts'),
+  platforms: () => import('../publish/platforms.ts'),
   unpublish: () => import('../publish/unpublish.ts'),
   gc: () => import('../publish/gc.ts'),
   verify: () => import('../publish/verify.ts'),
@@ -63,6 +72,7 @@ export const modules = {
   tree: () => import('../store/tree.ts'),
   openBackend: () => import('../store/open-backend.ts'),
   progress: () => import('./progress.ts'),
+  progressJson: () => import('./progress-json.ts'),
   interrupt: () => import('./interrupt.ts'),
 };
 

@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import {
   DEFAULT_DATA_DIR,
   dataDirOption,
+  jobsCount,
   modules,
   openTree,
   out,
@@ -51,6 +52,13 @@ export function buildProgram(): Command {
     )
     .option('--public', 'clear --protected: serve this repository as the access rules say')
     .option('--lock-timeout <seconds>', 'how long to wait for other publishers or gc', seconds, 600)
+    .option('--jobs <n>', 'blobs copied at once, 1 to 32', jobsCount, 4)
+    .option(
+      '--platform <os/arch[/variant]>',
+      'keep only these platforms of an index (repeatable, or comma-separated)',
+      (value: string, previous: string[]) => [...previous, value],
+      [],
+    )
     .option(
       '--creds <user:password>',
       'docker:// sources: credentials (default: the auth file of skopeo, podman or docker login)',
@@ -64,7 +72,7 @@ export function buildProgram(): Command {
         .default(true),
     )
     .option('--cert-dir <dir>', 'docker:// sources: *.crt CAs, and a client *.cert with its *.key')
-    .option('--json', 'print the result as JSON on stdout (no progress)')
+    .option('--json', 'print the result as JSON on stdout, and progress as JSON lines on stderr')
     .addOption(new Option('-q, --quiet', 'print nothing but errors').conflicts('verbose'))
     .option('-v, --verbose', 'print progress as plain lines when stderr is not a terminal')
     .action(
@@ -74,11 +82,13 @@ export function buildProgram(): Command {
           { publish, PublishError, PublishInterruptedError },
           { openSource },
           { formatBytes },
+          { parsePlatforms },
         ] = await Promise.all([
           modules.targets(),
           modules.publisher(),
           modules.openSource(),
           modules.progress(),
+          modules.platforms(),
         ]);
         const destinations = parseDestinations(targets, opts.allTags === true);
         const tree = await openTree(opts, 'new-or-existing');
@@ -86,8 +96,15 @@ export function buildProgram(): Command {
         if (baseUrl !== undefined && !/^https?:\/\/[^/\s]+/.test(baseUrl)) {
           throw new PublishError(`--base-url "${baseUrl}" is not an http(s) URL`);
         }
+        const platformTexts = opts.platform as string[];
+        const platforms = platformTexts.length > 0 ? parsePlatforms(platformTexts.join(',')) : undefined;
+        if (platforms && 'error' in platforms) throw new PublishError(platforms.error);
         const json = opts.json === true;
-        const progress = await pickProgress(json, opts.quiet === true, opts.verbose === true);
+        // --json: the result alone on stdout, progress as JSON lines on stderr (progress-json.ts).
+        const progress =
+          json && opts.quiet !== true
+            ? (await modules.progressJson()).jsonProgress(process.stderr)
+            : await pickProgress(json, opts.quiet === true, opts.verbose === true);
         const { catchInterrupts } = await modules.interrupt();
         const interrupts = catchInterrupts();
         let result;
@@ -113,6 +130,8 @@ export function buildProgram(): Command {
             // Neither flag: the record keeps what it was published with.
             protected: opts.protected === true ? true : opts.public === true ? false : undefined,
             lockTimeoutMs: Number(opts.lockTimeout) * 1000,
+            jobs: Number(opts.jobs),
+            ...(platforms ? { platforms } : {}),
             progress,
             signal: interrupts.signal,
             onLateAbort: () => {

@@ -1,9 +1,17 @@
 /**
  * Reads the manifest graph a publish covers from a source — roots, index children, and OCI 1.1 referrers of any
- * of them — verifying every manifest against its digest and parsing it. No writes.
+ * of them — verifying every manifest against its digest and parsing it. No writes. With `platforms`, an index
+ * root becomes the index platforms.ts makes of it (its own bytes when every child is kept), and only the kept
+ * children are read: the roots returned are the ones to tag.
  */
 import { digestLike } from '../oci/digest.ts';
-import { isNonDistributable, parseManifest, type ParsedManifest } from '../oci/media-types.ts';
+import {
+  isIndexMediaType,
+  isNonDistributable,
+  parseManifest,
+  type ParsedManifest,
+} from '../oci/media-types.ts';
+import { filterIndex, formatPlatform, type PlatformSpec } from './platforms.ts';
 import { SourceError, type ImageSource, type SourceManifest } from './source.ts';
 
 export interface CollectedManifest {
@@ -22,6 +30,8 @@ export interface CollectedBlob {
 }
 
 export interface Collected {
+  /** The roots to tag: the source's, an index root replaced by its filtered index under `platforms`. */
+  roots: SourceManifest[];
   manifests: Map<string, CollectedManifest>;
   blobs: Map<string, CollectedBlob>;
 }
@@ -53,7 +63,44 @@ async function readVerified(
   return { digest: wanted.digest, bytes: found.bytes, parsed, where: found.where };
 }
 
-export async function collect(source: ImageSource, roots: SourceManifest[]): Promise<Collected> {
+export interface CollectOptions {
+  /** Keep only these platforms of an index root (platforms.ts). */
+  platforms?: readonly PlatformSpec[];
+  /** A line for the person publishing (what a filter kept, or that it did not apply). */
+  note?: (message: string) => void;
+}
+
+/** A root under `platforms`: itself, or the index platforms.ts makes of it. */
+function filtered(
+  root: CollectedManifest,
+  platforms: readonly PlatformSpec[],
+  note: (message: string) => void,
+): CollectedManifest {
+  if (!isIndexMediaType(root.parsed.mediaType)) {
+    note(`${root.where} is a single image, not an index: --platform does not apply; published as it is`);
+    return root;
+  }
+  const result = filterIndex(root.bytes, platforms);
+  if ('error' in result) throw new SourceError(`${root.where}: ${result.error}`);
+  if (!result.changed) return root;
+  const parsed = parseManifest(result.bytes, root.parsed.mediaType);
+  if ('error' in parsed) throw new SourceError(`${root.where}, filtered by --platform: ${parsed.error}`);
+  const kept = result.kept.map((child) => child.platform ?? child.digest).join(', ');
+  const dropped = result.dropped.map((child) => child.platform ?? child.digest).join(', ');
+  note(`--platform: index ${root.digest} keeps ${kept} and drops ${dropped}; published as ${result.digest}`);
+  return {
+    digest: result.digest,
+    bytes: result.bytes,
+    parsed,
+    where: `${root.where} (${platforms.map(formatPlatform).join(',')} only)`,
+  };
+}
+
+export async function collect(
+  source: ImageSource,
+  sourceRoots: SourceManifest[],
+  options: CollectOptions = {},
+): Promise<Collected> {
   const manifests = new Map<string, CollectedManifest>();
   const blobs = new Map<string, CollectedBlob>();
 
@@ -83,7 +130,15 @@ export async function collect(source: ImageSource, roots: SourceManifest[]): Pro
     }
   };
 
-  for (const root of roots) await walk(await readVerified(source, root, source.description));
+  const roots: SourceManifest[] = [];
+  for (const root of sourceRoots) {
+    const read = await readVerified(source, root, source.description);
+    const chosen = options.platforms
+      ? filtered(read, options.platforms, options.note ?? (() => undefined))
+      : read;
+    roots.push(chosen === read ? root : { ...root, digest: chosen.digest, size: chosen.bytes.length });
+    await walk(chosen);
+  }
 
   // Referrers: manifests in the source whose subject is published, to a fixed point (referrers of referrers).
   const candidates = await source.candidateReferrers();
@@ -103,7 +158,7 @@ export async function collect(source: ImageSource, roots: SourceManifest[]): Pro
       }
     }
   }
-  return { manifests, blobs };
+  return { roots, manifests, blobs };
 }
 
 export function mayBeAbsent(blob: CollectedBlob): boolean {

@@ -3,8 +3,10 @@
  *
  * Phase A (nothing visible changes): register as a running publisher (so gc leaves alone what we are about to
  * reference), read and verify the whole manifest graph, and stage every blob and manifest the content store lacks
- * (backend.ts: into staging, or the parts of unfinished uploads), each verified against its digest. Any bad byte,
- * missing blob, full disk or read-only tree stops here and only our own staged bytes are thrown away.
+ * (backend.ts: into staging, or the parts of unfinished uploads), each verified against its digest, `jobs` blobs at
+ * once (copy-blobs.ts). Any bad byte, missing blob, full disk or read-only tree stops here and only our own staged
+ * bytes are thrown away. (From a registry, each verified blob is committed at once instead, still invisible, so
+ * that a publish killed with `kill -9` resumes without fetching it again: copy-blobs.ts.)
  * Phase B: commit the staged content under its content addresses, link it under each repository's v2/web, then
  * merge into its record with a compare-and-swap (read and merged again when another publisher got there first):
  * the one step that makes the publish visible.
@@ -21,7 +23,10 @@ import { blobLinkKey, contentKey, manifestLinkKey } from '../store/keys.ts';
 import { derrickRecordSchema, type ManifestEntry } from '../store/record-schema.ts';
 import { emptyRepository } from '../store/record.ts';
 import type { Tree } from '../store/tree.ts';
-import { collect, mayBeAbsent, type Collected, type CollectedManifest } from './collect.ts';
+import { atOnce } from './at-once.ts';
+import { collect, type Collected, type CollectedManifest } from './collect.ts';
+import { copyBlobs } from './copy-blobs.ts';
+import type { PlatformSpec } from './platforms.ts';
 import type { Progress } from './progress.ts';
 import { SourceError, type ImageSource } from './source.ts';
 
@@ -59,7 +64,15 @@ export interface PublishOptions {
   signal?: AbortSignal;
   /** Called when `signal` aborts too late, once phase B has begun: the publish will complete. */
   onLateAbort?: () => void;
+  /** Keep only these platforms of an index root (`--platform`, platforms.ts); every child when not given. */
+  platforms?: readonly PlatformSpec[];
+  /** Blobs copied at once (`--jobs`), JOBS_MIN..JOBS_MAX; DEFAULT_JOBS when not given. */
+  jobs?: number;
 }
+
+export const DEFAULT_JOBS = 4;
+export const JOBS_MIN = 1;
+export const JOBS_MAX = 32;
 
 export interface PublishResult {
   source: string;
@@ -92,6 +105,11 @@ export function validateDestinations(destinations: Destination[], allTags: boole
 export async function publish(options: PublishOptions): Promise<PublishResult> {
   const { tree, destinations, progress } = options;
   validateDestinations(destinations, options.allTags);
+  const jobs = options.jobs ?? DEFAULT_JOBS;
+  if (!Number.isInteger(jobs) || jobs < JOBS_MIN || jobs > JOBS_MAX)
+    throw new PublishError(
+      `--jobs ${jobs} is not a whole number from ${JOBS_MIN} to ${JOBS_MAX}, e.g. --jobs 4`,
+    );
   // The record's own check, so that publish never writes a record derrick then cannot read.
   if (options.baseUrl !== undefined && !derrickRecordSchema.shape.baseUrl.safeParse(options.baseUrl).success)
     throw new PublishError(
@@ -122,7 +140,8 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   const pending: Pending[] = [];
   try {
     signal?.throwIfAborted();
-    source = await options.openSource();
+    const opened = await options.openSource();
+    source = opened;
     const roots = await source.roots(options.allTags);
     for (const root of roots) {
       if (options.allTags && (root.refName === undefined || !validateTag(root.refName).ok)) {
@@ -131,13 +150,13 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
         );
       }
     }
-    const collected = await collect(source, roots);
+    const collected = await collect(source, roots, {
+      ...(options.platforms ? { platforms: options.platforms } : {}),
+      note: (message) => progress.note(message),
+    });
 
     // Phase A: store what the content store lacks, verifying each digest as the bytes flow.
-    const foreignLayers: string[] = [];
     let blobsReused = 0;
-    let blobsCopied = 0;
-    let bytesCopied = 0;
     const toCopy: { digest: string; size: number }[] = [];
     const blobs = [...collected.blobs.values()];
     const present = await atOnce(blobs, (blob) => reuse(tree, blob.digest, blob.size));
@@ -149,31 +168,17 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       'copying',
       toCopy.reduce((sum, blob) => sum + blob.size, 0),
     );
-    for (const blob of toCopy) {
-      const bytes = await source.blob(blob.digest);
-      if (!bytes) {
-        const info = collected.blobs.get(blob.digest);
-        if (info && mayBeAbsent(info)) {
-          foreignLayers.push(blob.digest);
-          continue;
-        }
-        throw new SourceError(
-          `${source.description}: blob ${blob.digest} (used by manifest ${info?.usedBy ?? '?'}) is missing from the source`,
-        );
-      }
-      const put = { source: bytes.where, size: blob.size, ...(signal ? { signal } : {}) };
-      const key = contentKey(blob.digest);
-      if (bytes.kind === 'staged') {
-        pending.push(await backend.stage(key, { kind: 'staged', file: bytes.file }, blob.digest, put));
-        progress.bytes(bytes.file.size);
-      } else {
-        const stream = await bytes.open();
-        const onBytes = (count: number): void => progress.bytes(count);
-        pending.push(await backend.stage(key, { kind: 'stream', stream }, blob.digest, { ...put, onBytes }));
-      }
-      blobsCopied++;
-      bytesCopied += blob.size;
-    }
+    const copied = await copyBlobs({
+      tree,
+      source: opened,
+      collected,
+      toCopy,
+      jobs,
+      progress,
+      pending,
+      signal,
+    });
+    const { foreignLayers, blobsCopied, bytesCopied } = copied;
     for (const manifest of collected.manifests.values()) {
       if (await reuse(tree, manifest.digest, manifest.bytes.length)) continue;
       const stream = Readable.from([manifest.bytes]);
@@ -205,7 +210,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     const repositories = [];
     for (const destination of destinations) {
       await linkContent(tree, destination.name, collected, foreignLayers);
-      repositories.push(await commitRecord(options, destination, roots, collected, foreignLayers));
+      repositories.push(await commitRecord(options, destination, collected.roots, collected, foreignLayers));
     }
     progress.done();
     return {
@@ -234,20 +239,6 @@ async function reuse(tree: Tree, digest: string, size: number): Promise<boolean>
   await tree.backend.keep(key, info);
   return true;
 }
-
-/** Runs `work` on every item, AT_ONCE at a time, and gives the results in the items' order. */
-async function atOnce<T, R>(items: readonly T[], work: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < items.length; i = next++) results[i] = await work(items[i] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(AT_ONCE, items.length) }, worker));
-  return results;
-}
-
-/** Object-store calls a publish has in flight at once for its per-blob steps (each one a round trip or two). */
-const AT_ONCE = 8;
 
 async function linkContent(tree: Tree, name: string, collected: Collected, foreign: string[]): Promise<void> {
   const { backend } = tree;

@@ -56,6 +56,7 @@ export function openRegistrySource(reference: RegistryReference, options: Client
 
   return {
     description,
+    remote: true,
     async roots() {
       const ref = reference.digest ?? reference.tag ?? 'latest';
       const found = await fetchManifest(ref);

@@ -23,6 +23,11 @@ export type BlobBytes =
 export interface ImageSource {
   /** How the user wrote it, for messages. */
   readonly description: string;
+  /**
+   * Whether reading it again costs a transfer (a registry): then each blob is committed to the content store as
+   * soon as it is verified, so a publish killed mid-way and run again does not fetch it again (publisher.ts).
+   */
+  readonly remote?: boolean;
   /** The images the reference selects (`allTags`: every image the source names). */
   roots(allTags: boolean): Promise<SourceManifest[]>;
   /** Other manifests the source holds that may be referrers (OCI 1.1 `subject`) of what is published. */

@@ -1,6 +1,6 @@
 /**
- * What publish prints: a progress bar on a terminal, plain lines on a pipe, JSON alone with --json; the same
- * publishing into a tree on either back end.
+ * What publish prints: progress bars on a terminal, plain lines on a pipe, with --json the JSON result alone on
+ * stdout and progress as JSON lines on stderr; the same publishing into a tree on either back end.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -38,13 +38,45 @@ for (const backend of BACKENDS)
       assert.ok(!(result.stdout + result.stderr).includes('\u001b['), 'no terminal escape codes');
     });
 
-    test('with --json: only the JSON result on stdout', async (t) => {
+    test('with --json: the JSON result alone on stdout, progress as JSON lines on stderr', async (t) => {
       const { location } = await freshTree(backend, t);
       const result = await runDerrick(['publish', demo, 'json/demo', '--json', '--data-dir', location]);
-      assert.equal(result.stderr, '');
-      const parsed = JSON.parse(result.stdout) as { repositories: { name: string }[]; manifests: number };
+      assert.equal(result.code, 0, result.stderr);
+      const parsed = JSON.parse(result.stdout) as {
+        repositories: { name: string }[];
+        manifests: number;
+        blobsCopied: number;
+        bytesCopied: number;
+      };
       assert.equal(parsed.repositories[0]?.name, 'json/demo');
       assert.equal(parsed.manifests, 3);
+      const events = result.stderr
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as { event: string; digest?: string; size?: number; done?: number });
+      assert.deepEqual(events[0], { event: 'phase', label: 'copying', totalBytes: parsed.bytesCopied });
+      assert.deepEqual(events.at(-1), {
+        event: 'end',
+        done: parsed.bytesCopied,
+        totalBytes: parsed.bytesCopied,
+      });
+      const started = events.filter((event) => event.event === 'blob-start');
+      const ended = events.filter((event) => event.event === 'blob-done');
+      assert.equal(started.length, parsed.blobsCopied);
+      assert.deepEqual(
+        ended.map((event) => event.digest).sort(),
+        started.map((event) => event.digest).sort(),
+      );
+      for (const event of ended) assert.equal(event.done, event.size, `${event.digest ?? ''} copied whole`);
+      assert.ok(!result.stderr.includes('\u001b['), 'no terminal escape codes');
+    });
+
+    test('with --json --quiet: the JSON result and nothing on stderr', async (t) => {
+      const { location } = await freshTree(backend, t);
+      const result = await runDerrick(['publish', demo, 'json/demo', '--json', '-q', '--data-dir', location]);
+      assert.equal(result.code, 0);
+      assert.equal(result.stderr, '');
+      assert.equal((JSON.parse(result.stdout) as { manifests: number }).manifests, 3);
     });
 
     test('with --quiet: nothing at all', async (t) => {
