@@ -4,7 +4,7 @@
  * referrers API (it answers 404), which is what registries of its generation do. Stopped by the test.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -25,11 +25,12 @@ export interface DockerRegistryOptions {
   tls?: { cert: string; key: string; clientCa?: string };
 }
 
-/** Starts docker-registry with its storage and config in `dir`; resolves once it accepts connections. */
+/** Starts docker-registry with its storage and config in `dir` (made if need be); resolves once it accepts connections. */
 export async function startDockerRegistry(
   dir: string,
   options: DockerRegistryOptions = {},
 ): Promise<DockerRegistry> {
+  mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const auth: Record<string, unknown> = {};
   if (options.users) {
