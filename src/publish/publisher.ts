@@ -28,7 +28,7 @@ import { collect, type Collected, type CollectedManifest } from './collect.ts';
 import { copyBlobs } from './copy-blobs.ts';
 import type { PlatformSpec } from './platforms.ts';
 import type { Progress } from './progress.ts';
-import { SourceError, type ImageSource } from './source.ts';
+import { SourceError, type ImageSource, type SourceManifest } from './source.ts';
 
 export class PublishError extends Error {
   constructor(message: string) {
@@ -280,7 +280,7 @@ function entryFor(manifest: CollectedManifest, foreign: string[]): ManifestEntry
 async function commitRecord(
   options: PublishOptions,
   destination: Destination,
-  roots: { digest: string; refName: string | undefined }[],
+  roots: Pick<SourceManifest, 'digest' | 'refName' | 'tag'>[],
   collected: Collected,
   foreign: string[],
 ): Promise<PublishResult['repositories'][number]> {
@@ -305,13 +305,15 @@ async function commitRecord(
       const assigned: Record<string, string> = {};
       const untagged: string[] = [];
       for (const root of roots) {
-        const rootTags = options.allTags
+        let rootTags = options.allTags
           ? [root.refName ?? '']
           : destination.tags.length > 0
             ? destination.tags
             : collected.manifests.get(root.digest)?.parsed.subject
               ? [] // an artifact attached to an image: published untagged, found through the referrers API
               : ['latest'];
+        // Found by its tag (a cosign signature, sha256-<hex>.sig): exactly that tag, so cosign finds it here too.
+        if (root.tag !== undefined) rootTags = [root.tag];
         if (rootTags.length === 0) untagged.push(root.digest);
         for (const tag of rootTags) {
           tags.set(tag, root.digest);

@@ -3,11 +3,22 @@
  * (registry/client.ts: auth, retries, redirects, TLS). The manifest the reference names is the root; an index's
  * children and the blobs are fetched as the publisher asks for them, each verified against its digest there (and
  * manifests here, as they arrive). Referrers come from the referrers API (`GET /v2/<name>/referrers/<digest>`,
- * distribution-spec 1.1) for every manifest published, to a fixed point; a registry without it (404) has none.
+ * distribution-spec 1.1) for every manifest published, to a fixed point.
+ *
+ * A registry without that API (404, 405 or 400, as distribution 2.8 answers) is read the two ways clients store
+ * referrers there instead:
+ * - the distribution spec's referrers tag schema: the tag `<alg>-<hex>` holds an index of the referrers of that
+ *   digest, whose manifests are candidates like the API's answer (the index itself is not published: derrick
+ *   answers the referrers API);
+ * - cosign's tag scheme: the signature, attestations and SBOM of a digest are tagged `sha256-<hex>.sig`, `.att`
+ *   and `.sbom`, and have no `subject`. Those of the root are extra roots, published under that same tag
+ *   (SourceManifest.tag), which is how cosign finds them in the mirror. Only the root's: cosign signs the digest
+ *   it was given, which is the index of a multi-platform image, not its children.
  */
 import { Readable } from 'node:stream';
 import { digestLike, sha256Digest } from '../oci/digest.ts';
-import { MANIFEST_MEDIA_TYPES, OCI_INDEX } from '../oci/media-types.ts';
+import { MANIFEST_MEDIA_TYPES, OCI_INDEX, parseManifest } from '../oci/media-types.ts';
+import { validateTag } from '../oci/names.ts';
 import {
   RegistryClient,
   RETRIES,
@@ -22,6 +33,8 @@ import { SourceError, type BlobBytes, type ImageSource, type SourceManifest } fr
 const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
 /** A manifest larger than this is refused (distribution's own limit is 4 MiB). */
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** cosign's tag suffixes: a signature, attestations, an SBOM. */
+const COSIGN_SUFFIXES = ['sig', 'att', 'sbom'] as const;
 
 export function openRegistrySource(reference: RegistryReference, options: ClientOptions): ImageSource {
   const client = new RegistryClient(reference.endpoint, options);
@@ -29,6 +42,9 @@ export function openRegistrySource(reference: RegistryReference, options: Client
   const base = `/v2/${reference.name}`;
   const description = `docker://${formatReference(reference)}`;
   const manifests = new Map<string, { bytes: Buffer; mediaType: string | undefined }>();
+  /** Whether the registry answers the referrers API; undefined until it was asked. */
+  let referrersApi: boolean | undefined;
+  const listed = new Map<string, SourceManifest[]>();
 
   /** GET a manifest by tag or digest: its bytes and digest, checked against a digest reference. */
   const fetchManifest = async (
@@ -63,7 +79,7 @@ export function openRegistrySource(reference: RegistryReference, options: Client
       if (!found)
         throw new SourceError(`${description}: the registry has no manifest ${ref} in ${reference.name}`);
       manifests.set(found.digest, found);
-      return [
+      const roots: SourceManifest[] = [
         {
           digest: found.digest,
           mediaType: found.mediaType,
@@ -71,6 +87,24 @@ export function openRegistrySource(reference: RegistryReference, options: Client
           refName: reference.tag,
         },
       ];
+      // The probe: the root's referrers, which candidateReferrers asks for anyway (kept).
+      await referrersOf(found.digest);
+      if (referrersApi) return roots;
+      for (const suffix of COSIGN_SUFFIXES) {
+        const tag = `${found.digest.replace(':', '-')}.${suffix}`;
+        if (!validateTag(tag).ok) continue; // a sha512 digest makes a tag over 128 characters: cosign has none
+        const tagged = await fetchManifest(tag);
+        if (!tagged) continue;
+        manifests.set(tagged.digest, tagged);
+        roots.push({
+          digest: tagged.digest,
+          mediaType: tagged.mediaType,
+          size: tagged.bytes.length,
+          refName: tag,
+          tag,
+        });
+      }
+      return roots;
     },
     async candidateReferrers() {
       const found: SourceManifest[] = [];
@@ -159,38 +193,73 @@ export function openRegistrySource(reference: RegistryReference, options: Client
     }
   }
 
-  /** The referrers the registry lists for `subject` ([] without a referrers API). */
+  /**
+   * The referrers of `subject`: the referrers API's answer, or without the API the index the referrers tag schema
+   * keeps under `<alg>-<hex>` ([] when there is none, or it is not an index). Asked once per subject.
+   */
   async function referrersOf(subject: string): Promise<SourceManifest[]> {
-    const answer = await client.request('GET', `${base}/referrers/${subject}`, scope, { accept: OCI_INDEX });
-    if (answer.status === 404 || answer.status === 405 || answer.status === 400) {
-      answer.body.resume();
-      return [];
+    const known = listed.get(subject);
+    if (known) return known;
+    let found: SourceManifest[] | undefined;
+    if (referrersApi !== false) {
+      const answer = await client.request('GET', `${base}/referrers/${subject}`, scope, {
+        accept: OCI_INDEX,
+      });
+      if (answer.status === 404 || answer.status === 405 || answer.status === 400) {
+        answer.body.resume();
+        referrersApi = false;
+      } else {
+        const text = await readText(answer, MAX_MANIFEST_BYTES);
+        if (answer.status !== 200)
+          throw new SourceError(
+            `${description}: GET referrers/${subject} answered ${answer.status}: ${errorText(text)}`,
+          );
+        referrersApi = true;
+        let index: unknown;
+        try {
+          index = JSON.parse(text);
+        } catch {
+          throw new SourceError(`${description}: the referrers of ${subject} are not JSON`);
+        }
+        found = descriptorsOf(index);
+      }
     }
-    const text = await readText(answer, MAX_MANIFEST_BYTES);
-    if (answer.status !== 200)
-      throw new SourceError(
-        `${description}: GET referrers/${subject} answered ${answer.status}: ${errorText(text)}`,
-      );
-    let index: { manifests?: unknown };
-    try {
-      index = JSON.parse(text) as { manifests?: unknown };
-    } catch {
-      throw new SourceError(`${description}: the referrers of ${subject} are not JSON`);
-    }
-    if (!Array.isArray(index.manifests)) return [];
-    return index.manifests.flatMap((entry: { digest?: unknown; mediaType?: unknown; size?: unknown }) =>
-      typeof entry.digest === 'string'
-        ? [
-            {
-              digest: entry.digest,
-              mediaType: typeof entry.mediaType === 'string' ? entry.mediaType : undefined,
-              size: typeof entry.size === 'number' ? entry.size : undefined,
-              refName: undefined,
-            },
-          ]
-        : [],
-    );
+    found ??= await tagSchemaReferrers(subject);
+    listed.set(subject, found);
+    return found;
   }
+
+  /**
+   * The referrers tag schema: "`<alg>-<ref>` … `<ref>`: the digest from the subject field (limit of 64
+   * characters)". Its index is read as a list, not verified against a digest: each manifest it names is, as
+   * collect reads it.
+   */
+  async function tagSchemaReferrers(subject: string): Promise<SourceManifest[]> {
+    const [algorithm = '', hex = ''] = subject.split(':');
+    const tagged = await fetchManifest(`${algorithm}-${hex.slice(0, 64)}`);
+    if (!tagged) return [];
+    const parsed = parseManifest(tagged.bytes, tagged.mediaType);
+    if ('error' in parsed || parsed.mediaType !== OCI_INDEX) return []; // "not a valid image index": none
+    return descriptorsOf(JSON.parse(tagged.bytes.toString('utf8')));
+  }
+}
+
+/** The manifests an index (a referrers list) names, as candidates. */
+function descriptorsOf(index: unknown): SourceManifest[] {
+  const manifests = (index as { manifests?: unknown } | null)?.manifests;
+  if (!Array.isArray(manifests)) return [];
+  return manifests.flatMap((entry: { digest?: unknown; mediaType?: unknown; size?: unknown }) =>
+    typeof entry.digest === 'string'
+      ? [
+          {
+            digest: entry.digest,
+            mediaType: typeof entry.mediaType === 'string' ? entry.mediaType : undefined,
+            size: typeof entry.size === 'number' ? entry.size : undefined,
+            refName: undefined,
+          },
+        ]
+      : [],
+  );
 }
 
 /** A registry's error body in one line: its first OCI error's code and message when it has them. */

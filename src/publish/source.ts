@@ -13,6 +13,11 @@ export interface SourceManifest {
   size: number | undefined;
   /** The name the source gives it (an OCI ref name, a docker-archive RepoTag's tag), if any. */
   refName: string | undefined;
+  /**
+   * A root always published under exactly this tag, whatever tags the destination names: a cosign signature found
+   * by its tag `sha256-<hex>.sig`, which is how cosign finds it in the destination too.
+   */
+  tag?: string;
 }
 
 export type BlobBytes =

@@ -10,7 +10,6 @@
  * embedded in the request's Authorization header."
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -21,52 +20,17 @@ import { startDerrickServer, type DerrickServer } from '../helpers/derrick-serve
 import { multiPlatformLayout, singleImageLayout, skopeoCopy, skopeoRawDigest } from '../helpers/images.ts';
 import { freePort } from '../helpers/nginx.ts';
 import { tokenKey } from '../helpers/pki.ts';
-import { stopChild } from '../helpers/processes.ts';
 import { derrickOk } from '../helpers/server.ts';
+import { startDockerRegistry, type DockerRegistry } from '../helpers/docker-registry.ts';
 
 const scratch = tempDir('derrick-mirror-registry-');
 const dir = (name: string): string => path.join(scratch.dir, name);
 const ALICE = 'alice:alice-secret';
-let registry: { child: ChildProcess; address: string } | undefined;
+let registry: DockerRegistry | undefined;
 const servers: DerrickServer[] = [];
 
-/** docker-registry with htpasswd auth over plain HTTP on loopback; resolves once /v2/ answers 401. */
-async function startRegistry(): Promise<{ child: ChildProcess; address: string }> {
-  const port = await freePort();
-  const htpasswd = dir('registry.htpasswd');
-  writeHtpasswd(htpasswd, { alice: 'alice-secret' });
-  const config = dir('registry.yml');
-  writeFileSync(
-    config,
-    stringify({
-      version: 0.1,
-      log: { level: 'error', accesslog: { disabled: true } },
-      storage: { filesystem: { rootdirectory: dir('registry-storage') } },
-      http: { addr: `127.0.0.1:${port}` },
-      auth: { htpasswd: { realm: 'test-realm', path: htpasswd } },
-    }),
-  );
-  // Go's AWS SDK refuses to start with AWS_CA_BUNDLE set and no S3 in use (this machine sets it).
-  const env = { ...process.env };
-  delete env.AWS_CA_BUNDLE;
-  const child = spawn('docker-registry', ['serve', config], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const address = `127.0.0.1:${port}`;
-  for (const deadline = Date.now() + 20_000; Date.now() < deadline;) {
-    const status = await fetch(`http://${address}/v2/`).then(
-      (answer) => answer.status,
-      () => 0,
-    );
-    if (status === 401) return { child, address };
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  await stopChild(child);
-  throw new Error(`docker-registry did not start: ${stderr}`);
-}
-
 before(async () => {
-  registry = await startRegistry();
+  registry = await startDockerRegistry(scratch.dir, { users: { alice: 'alice-secret' } });
   await singleImageLayout(dir('single'), 'latest', 'mirrored');
   await multiPlatformLayout(dir('multi'));
   const push = ['--dest-tls-verify=false', '--dest-creds', ALICE];
@@ -79,7 +43,7 @@ before(async () => {
 
 after(async () => {
   for (const server of servers) await server.stop();
-  if (registry) await stopChild(registry.child);
+  await registry?.stop();
   scratch.cleanup();
 });
 

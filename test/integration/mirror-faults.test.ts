@@ -2,7 +2,7 @@
  * `derrick publish docker://…` against an upstream that misbehaves on purpose: a small registry of our own on
  * loopback (started here) serving one image, with a fault chosen per test — 429 with `Retry-After`, a
  * connection dropped in the middle of a blob, a blob whose bytes do not match its digest, a Bearer token that
- * expires after one use.
+ * expires after one use, an index naming a child the registry does not have.
  *
  * RFC 9110 §10.2.3: "Servers send the "Retry-After" header field to indicate how long the user agent ought to
  * wait before making a follow-up request … When sent with a 503 (Service Unavailable) response, Retry-After
@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -42,7 +43,30 @@ const blobs = new Map([
   [digestOf(config), config],
 ]);
 
-type Fault = 'none' | '429' | 'drop' | 'mismatch' | 'expiring-token' | 'redirect';
+/** An index of the image and of a child the registry answers 404 for. */
+const missingChild = digestOf(Buffer.from('a manifest nobody pushed'));
+const index = Buffer.from(
+  JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [
+      {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        digest: digestOf(manifest),
+        size: manifest.length,
+        platform: { os: 'linux', architecture: 'amd64' },
+      },
+      {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        digest: missingChild,
+        size: 512,
+        platform: { os: 'linux', architecture: 'arm64' },
+      },
+    ],
+  }),
+);
+
+type Fault = 'none' | '429' | 'drop' | 'mismatch' | 'expiring-token' | 'redirect' | 'missing-child';
 let fault: Fault = 'none';
 const seen: {
   path: string;
@@ -113,6 +137,16 @@ function answer(request: http.IncomingMessage, response: http.ServerResponse): v
     note(200);
     response.end(blobs.get(cdn[1] ?? ''));
     return;
+  }
+  if (fault === 'missing-child' && url.pathname.startsWith('/v2/team/app/manifests/')) {
+    const ref = url.pathname.slice('/v2/team/app/manifests/'.length);
+    const bytes = ref === '1' ? index : ref === digestOf(manifest) ? manifest : undefined;
+    if (bytes) {
+      note(200);
+      response.setHeader('content-type', (JSON.parse(bytes.toString()) as { mediaType: string }).mediaType);
+      response.end(bytes);
+      return;
+    }
   }
   if (url.pathname === '/v2/team/app/manifests/1') {
     if (fault === '429' && !seen.some((entry) => entry.status === 429)) {
@@ -220,6 +254,22 @@ describe('derrick publish docker://… from a faulty upstream', () => {
     assert.doesNotMatch(result.stderr, /unexpected/);
     const ls = await runDerrick(['ls', '--data-dir', dataDir]);
     assert.doesNotMatch(ls.stdout, /mirror\/app/);
+  });
+
+  test('an index naming a child the registry answers 404 for: one line naming the index and the child, nothing published', async () => {
+    fault = 'missing-child';
+    const dataDir = path.join(scratch.dir, 'missing-child');
+    const result = await publishFrom(dataDir);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, new RegExp(`index ${digestOf(index)} names manifest ${missingChild}`));
+    assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+    assert.ok(
+      seen.some((entry) => entry.path.endsWith(`/manifests/${missingChild}`) && entry.status === 404),
+    );
+    const ls = await runDerrick(['ls', '--data-dir', dataDir]);
+    assert.doesNotMatch(ls.stdout, /mirror\/app/);
+    assert.deepEqual(await fs.readdir(path.join(dataDir, 'v2', 'web')).catch(() => []), []);
+    assert.deepEqual(await fs.readdir(path.join(dataDir, 'v2', 'app')).catch(() => []), []);
   });
 
   test('a token that expires after each request: a new one fetched every time, published', async () => {

@@ -122,6 +122,8 @@ export class RegistryClient {
   private readonly tokens = new Map<string, string>();
   private basic = false;
   private readonly sleep: (ms: number) => Promise<void>;
+  /** Whether --cert-dir gave a client certificate (for what a refused handshake means). */
+  private readonly clientCertificate: boolean;
 
   constructor(
     /** host[:port] */
@@ -138,6 +140,7 @@ export class RegistryClient {
       ...(files.cert ? { cert: files.cert, key: files.key } : {}),
     });
     this.sleep = options.sleep ?? realSleep;
+    this.clientCertificate = files.cert !== undefined;
   }
 
   /** `GET` (or `HEAD`) of a path below the registry's origin, for a repository's `scope`. */
@@ -166,7 +169,7 @@ export class RegistryClient {
           url = url.replace(/^https:/, 'http:');
           continue;
         }
-        throw new RegistryClientError(`${method} ${url}: ${describeError(error)}`);
+        throw new RegistryClientError(`${method} ${url}: ${describeError(error, this.clientCertificate)}`);
       }
       const { status } = answer;
       if (status >= 300 && status < 400 && answer.headers.location !== undefined) {
@@ -271,7 +274,9 @@ export class RegistryClient {
         credentials ? { authorization: basicHeader(credentials) } : {},
       );
     } catch (error) {
-      throw new RegistryClientError(`token from ${tokenUrl.origin}: ${describeError(error)}`);
+      throw new RegistryClientError(
+        `token from ${tokenUrl.origin}: ${describeError(error, this.clientCertificate)}`,
+      );
     }
     const text = await readText(answer);
     if (answer.status === 401 || answer.status === 403)
@@ -345,15 +350,47 @@ function headerText(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-function describeError(error: unknown): string {
+/** Node's codes for a server certificate it cannot chain to a CA it trusts. */
+const UNTRUSTED = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+]);
+
+/**
+ * The TLS alerts a server sends when it wants a client certificate and did not get one it accepts: TLS 1.3's
+ * certificate_required (116), or TLS 1.2's bad_certificate (42), unknown_ca (48), certificate_expired (45) and
+ * certificate_revoked (44) — Go's crypto/tls, which distribution uses, sends bad_certificate for a missing one.
+ */
+const CLIENT_CERTIFICATE_REFUSED = new Set([
+  'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
+  'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
+  'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED',
+  'ERR_SSL_SSLV3_ALERT_CERTIFICATE_REVOKED',
+]);
+
+/** A connection error in one line of words (never OpenSSL's own text when its code is known). */
+function describeError(error: unknown, clientCertificate: boolean): string {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'ECONNREFUSED') return 'connection refused (is the registry up, and is this its address?)';
   if (code === 'ENOTFOUND') return 'no such host';
-  if (
-    code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
-    code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
-    code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'
-  )
+  if (code !== undefined && UNTRUSTED.has(code))
     return `its certificate is not trusted (${code}): give its CA in --cert-dir, or --tls-verify=false`;
+  if (code === 'CERT_HAS_EXPIRED') return 'its certificate has expired';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID')
+    return 'its certificate is not for this host name (use the name the certificate is for)';
+  if (code !== undefined && CLIENT_CERTIFICATE_REFUSED.has(code)) {
+    const alert = code
+      .replace(/^ERR_SSL_(SSLV3|TLSV1|TLSV13)_ALERT_/, '')
+      .toLowerCase()
+      .replaceAll('_', ' ');
+    return clientCertificate
+      ? `the registry refused our client certificate (TLS alert: ${alert}): give one its CA signed, a .cert and its .key in --cert-dir`
+      : `the registry refused the connection without a client certificate (TLS alert: ${alert}): give a .cert and its .key in --cert-dir`;
+  }
   return error instanceof Error ? error.message : String(error);
 }
